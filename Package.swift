@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+import Foundation
+
+// Release builds of the hot targets use -Ounchecked. A CPU-specific build
+// (e.g. `RESNET_TARGET_CPU=znver5 swift build -c release`) is opt-in: by
+// default the binaries run on any x86-64 machine.
+let environment = ProcessInfo.processInfo.environment
+var hotFlags: [String] = ["-Ounchecked"]
+if let cpu = environment["RESNET_TARGET_CPU"], !cpu.isEmpty {
+    hotFlags += ["-target-cpu", cpu]
+}
+let hotSettings: [SwiftSetting] = [.unsafeFlags(hotFlags, .when(configuration: .release))]
+
+let package = Package(
+    name: "SwiftResNet",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "SwiftResNet", targets: [
+            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetOptimizers", "ResNetData",
+        ]),
+        .executable(name: "resnet", targets: ["resnet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries from Debian packages (see scripts/install-deps.sh).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // engine -> tensors and gradients -> layers -> optimizers/data -> command line
+        .target(name: "ResNetEngine", dependencies: ["CDNNL"], swiftSettings: hotSettings),
+        .target(name: "ResNetTensors", dependencies: ["ResNetEngine", "CDNNL"], swiftSettings: hotSettings),
+        .target(name: "ResNetLayers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
+        .target(name: "ResNetOptimizers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
+        .target(name: "ResNetData", dependencies: ["CZlib"], swiftSettings: hotSettings),
+        .executableTarget(name: "resnet", dependencies: [
+            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetOptimizers", "ResNetData",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: hotSettings),
+
+        // The plain-Swift oracle every oneDNN op is tested against. Tests only.
+        .target(name: "ResNetReference"),
+
+        .testTarget(name: "ResNetReferenceTests", dependencies: ["ResNetReference"]),
+        .testTarget(name: "ResNetTensorsTests", dependencies: ["ResNetTensors", "ResNetEngine", "ResNetReference"]),
+        .testTarget(name: "ResNetLayersTests", dependencies: [
+            "ResNetLayers", "ResNetOptimizers", "ResNetTensors", "ResNetData", "ResNetReference",
+        ]),
+        .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"]),
+        .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

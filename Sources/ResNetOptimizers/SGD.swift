@@ -1,0 +1,106 @@
+import ResNetTensors
+
+/// Stochastic gradient descent with optional momentum, Nesterov momentum,
+/// dampening and L2 weight decay, exactly as PyTorch's `torch.optim.SGD`:
+///
+/// ```
+/// g = grad + weightDecay * p
+/// if momentum != 0:
+///     buf = g                                       (first step)
+///     buf = momentum * buf + (1 - dampening) * g    (later steps)
+///     g = nesterov ? g + momentum * buf : buf
+/// p -= learningRate * g
+/// ```
+///
+/// State: one `momentum` buffer per parameter (none when `momentum == 0`).
+public final class SGD: Optimizer {
+    /// The step size used by the next update (finite, `>= 0`).
+    public var learningRate: Float { didSet { checkLearningRate(learningRate) } }
+    /// Momentum factor (0 disables momentum and its state).
+    public let momentum: Float
+    /// Whether to use Nesterov momentum.
+    public let nesterov: Bool
+    /// L2 penalty added to the gradient.
+    public let weightDecay: Float
+    /// Dampening of the gradient's contribution to the momentum buffer.
+    public let dampening: Float
+
+    private let table = StateTable(slotNames: ["momentum"], savesStep: false)
+    private let plainTable = StateTable(slotNames: [], savesStep: false)
+
+    /// Throws ``OptimizerError`` for a negative or non-finite setting, a dampening
+    /// outside `[0, 1]`, or Nesterov without `momentum > 0` and `dampening == 0`.
+    public init(learningRate: Float, momentum: Float = 0, nesterov: Bool = false, weightDecay: Float = 0, dampening: Float = 0) throws {
+        try validate("learningRate", learningRate, atLeast: 0)
+        try validate("momentum", momentum, atLeast: 0)
+        try validate("weightDecay", weightDecay, atLeast: 0)
+        try validate("dampening", dampening, atLeast: 0, upTo: 1)
+        if nesterov {
+            guard momentum > 0 else { throw OptimizerError.nesterovRequiresMomentum(momentum: momentum) }
+            guard dampening == 0 else { throw OptimizerError.nesterovRequiresZeroDampening(dampening: dampening) }
+        }
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+        self.dampening = dampening
+    }
+
+    private var stateTable: StateTable { momentum == 0 ? plainTable : table }
+
+    public func update(_ parameters: [Parameter]) {
+        let lr = learningRate, decay = weightDecay
+        for parameter in parameters where parameter.isTrainable {
+            let n = parameter.count
+            let p = parameter.value.floats
+            let grad = UnsafePointer(parameter.gradient.floats)
+            if momentum == 0 {
+                if decay == 0 {
+                    for i in 0..<n { p[i] -= lr * grad[i] }
+                } else {
+                    for i in 0..<n { p[i] -= lr * (grad[i] + decay * p[i]) }
+                }
+                continue
+            }
+            let state = table.state(for: parameter)
+            let buffer = state.buffers[0]
+            let m = momentum, keep = 1 - dampening
+            let first = state.step == 0
+            switch (first, nesterov) {
+            case (true, false):
+                for i in 0..<n {
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
+                    buffer[i] = g
+                    p[i] -= lr * g
+                }
+            case (true, true):
+                for i in 0..<n {
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
+                    buffer[i] = g
+                    p[i] -= lr * (g + m * g)
+                }
+            case (false, false):
+                for i in 0..<n {
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
+                    let b = m * buffer[i] + keep * g
+                    buffer[i] = b
+                    p[i] -= lr * b
+                }
+            case (false, true):
+                for i in 0..<n {
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
+                    let b = m * buffer[i] + keep * g
+                    buffer[i] = b
+                    p[i] -= lr * (g + m * b)
+                }
+            }
+            state.step += 1
+        }
+    }
+
+    public func register(_ parameters: [Parameter]) { stateTable.register(parameters) }
+
+    public func stateDictionary() -> [String: [Float]] { stateTable.stateDictionary() }
+
+    public func loadStateDictionary(_ state: [String: [Float]]) throws { try stateTable.load(state) }
+}

@@ -1,0 +1,442 @@
+import CDNNL
+import ResNetEngine
+
+/// A value in a ``Graph``: what layers take and return.
+///
+/// Layers are written as eager code over tensors (`relu(bn(conv(x)))`); running that code
+/// once *traces* it into the graph. The graph is then planned — layouts fixed, primitives
+/// created, every buffer allocated — and replayed step after step without allocating.
+public struct Tensor: CustomStringConvertible {
+    public let graph: Graph
+    public let id: Int
+
+    /// Logical shape, NCHW for images, `[N, K]` for matrices.
+    public var shape: [Int] { graph.values[id].shape }
+    /// The physical layout the engine chose for it.
+    public var descriptor: MemoryDescriptor { graph.values[id].descriptor }
+
+    public var description: String { "Tensor#\(id)\(shape)" }
+}
+
+/// Integer class labels fed to a loss.
+public struct LabelInput {
+    public let graph: Graph
+    let id: Int
+    /// Batch size.
+    public var count: Int { graph.labelInputs[id].count }
+}
+
+/// A traced computation with its planned buffers: forward, backward, and the edges to plain arrays.
+///
+/// Typical use:
+/// ```swift
+/// let graph = Graph()
+/// let x = graph.input([128, 3, 32, 32])
+/// let labels = graph.labels(count: 128)
+/// let loss = try softmaxCrossEntropy(model(x), labels: labels)
+/// try graph.plan(loss: loss)
+/// // each step:
+/// try graph.setInput(x, images); try graph.setLabels(labels, batchLabels)
+/// graph.forward(); graph.backward()   // parameter gradients are now set
+/// ```
+/// A graph is used from one thread (the thread that runs oneDNN).
+public final class Graph {
+    final class Value {
+        let shape: [Int]
+        var descriptor: MemoryDescriptor
+        let requiresGradient: Bool
+        var producer: Node?
+        var consumerCount = 0
+        var memory: Memory?
+        var gradient: Memory?
+        /// Reorder to plain NCHW for ``Graph/read(_:)``, made on first use.
+        var reader: (BoundPrimitive, Memory)?
+        var gradientReader: (BoundPrimitive, Memory)?
+
+        init(shape: [Int], descriptor: MemoryDescriptor, requiresGradient: Bool) {
+            self.shape = shape
+            self.descriptor = descriptor
+            self.requiresGradient = requiresGradient
+        }
+    }
+
+    final class Labels {
+        let count: Int
+        var classCount = Int.max
+        let storage: UnsafeMutablePointer<Int32>
+        init(count: Int) {
+            self.count = count
+            storage = .allocate(capacity: count)
+            storage.initialize(repeating: 0, count: count)
+        }
+        deinit { storage.deallocate() }
+    }
+
+    /// Whether this graph will run backward passes. Inference graphs use oneDNN's
+    /// inference primitives and keep nothing for a backward pass.
+    public let computesGradients: Bool
+    /// The generator of dropout masks; reseed it for reproducible runs.
+    public var generator: SeededGenerator
+
+    var values: [Value] = []
+    var nodes: [Node] = []
+    var labelInputs: [Labels] = []
+    var inputIDs: [Int] = []
+
+    private(set) var isPlanned = false
+    private var forwardNodes: [Node] = []
+    private var backwardNodes: [Node] = []
+    private var root: Int?
+    private var neededGradients: Set<Int> = []
+    private var gradientWritten: Set<Int> = []
+    private var parameterGradientWritten: Set<ObjectIdentifier> = []
+    let scratchpad = Arena()
+    let accumulationScratch = Arena()
+    private var ownedBytes = 0
+
+    public init(computesGradients: Bool = true, seed: UInt64 = 0) {
+        self.computesGradients = computesGradients
+        generator = SeededGenerator(seed: seed)
+    }
+
+    // MARK: - Building
+
+    /// A graph input in plain layout (NCHW for rank 4, row-major otherwise).
+    public func input(_ shape: [Int], requiresGradient: Bool = false) -> Tensor {
+        let t = addValue(shape: shape, descriptor: MemoryDescriptor(shape, .plain), requiresGradient: requiresGradient)
+        inputIDs.append(t.id)
+        return t
+    }
+
+    /// An input of `count` integer class labels for a loss.
+    public func labels(count: Int) -> LabelInput {
+        labelInputs.append(Labels(count: count))
+        return LabelInput(graph: self, id: labelInputs.count - 1)
+    }
+
+    func addValue(shape: [Int], descriptor: MemoryDescriptor, requiresGradient: Bool) -> Tensor {
+        precondition(!isPlanned, "a planned graph cannot grow: trace a new graph")
+        values.append(Value(shape: shape, descriptor: descriptor, requiresGradient: requiresGradient))
+        return Tensor(graph: self, id: values.count - 1)
+    }
+
+    /// Records `node` and creates its outputs.
+    func add(_ node: Node, outputs: [(shape: [Int], descriptor: MemoryDescriptor)]) -> [Tensor] {
+        let requires = computesGradients
+            && (node.inputs.contains { values[$0].requiresGradient } || node.parameters.contains { $0.isTrainable })
+        for i in node.inputs { values[i].consumerCount += 1 }
+        let made = outputs.map { addValue(shape: $0.shape, descriptor: $0.descriptor, requiresGradient: requires) }
+        node.outputs = made.map(\.id)
+        for t in made { values[t.id].producer = node }
+        nodes.append(node)
+        return made
+    }
+
+    /// `tensor` in layout `descriptor`, through a reorder node when it is not already so.
+    func converted(_ tensor: Tensor, to descriptor: MemoryDescriptor, label: String) -> Tensor {
+        if values[tensor.id].descriptor == descriptor { return tensor }
+        let node = ReorderNode(label: label + ".reorder", input: tensor.id)
+        return add(node, outputs: [(tensor.shape, descriptor)])[0]
+    }
+
+    // MARK: - Planning
+
+    /// Fixes layouts, fuses, creates every primitive and allocates every buffer.
+    ///
+    /// - Parameters:
+    ///   - loss: the value whose gradient ``backward(seed:)`` propagates (a scalar loss,
+    ///     or any value when a seed is given). `nil` for a forward-only graph.
+    ///   - keep: values that must stay readable after ``forward()``; fusion never removes them.
+    public func plan(loss: Tensor? = nil, keep: [Tensor] = []) throws {
+        precondition(!isPlanned, "graph already planned")
+        root = loss?.id
+        let kept = Set(keep.map(\.id) + (loss.map { [$0.id] } ?? []))
+        fuse(keeping: kept)
+        forwardNodes = nodes.filter(\.isActive)
+        for id in inputIDs { _ = try memory(id) }
+        for node in forwardNodes { try node.planForward(self) }
+
+        if let root, computesGradients {
+            guard values[root].requiresGradient else {
+                throw TensorError.notPlanned("the loss does not depend on any parameter or input that requires a gradient")
+            }
+            neededGradients = [root]
+            gradientWritten = [root]
+            for node in forwardNodes.reversed() where node.outputs.contains(where: neededGradients.contains) {
+                backwardNodes.append(node)
+                for i in node.inputs where values[i].requiresGradient { neededGradients.insert(i) }
+            }
+            _ = try gradientMemory(root)
+            for node in backwardNodes { try node.planBackward(self) }
+        }
+        scratchpad.allocate()
+        accumulationScratch.allocate()
+        isPlanned = true
+    }
+
+    /// Batch norm followed by ReLU becomes one oneDNN primitive (`fuse_norm_relu`) when
+    /// nothing else reads the batch-norm output.
+    private func fuse(keeping kept: Set<Int>) {
+        for node in nodes {
+            guard let relu = node as? ReLUNode, relu.isActive,
+                  let bn = values[relu.inputs[0]].producer as? BatchNormNode, !bn.fusesReLU,
+                  values[relu.inputs[0]].consumerCount == 1, !kept.contains(relu.inputs[0])
+            else { continue }
+            bn.fusesReLU = true
+            bn.outputs = relu.outputs
+            values[relu.outputs[0]].producer = bn
+            relu.isActive = false
+        }
+    }
+
+    /// The memory of a value, allocated on first request.
+    func memory(_ id: Int) throws -> Memory {
+        if let m = values[id].memory { return m }
+        let m = try Memory(values[id].descriptor)
+        ownedBytes += m.descriptor.byteCount
+        values[id].memory = m
+        return m
+    }
+
+    /// The gradient memory of a value, allocated on first request.
+    func gradientMemory(_ id: Int) throws -> Memory {
+        if let m = values[id].gradient { return m }
+        let m = try Memory(values[id].descriptor)
+        ownedBytes += m.descriptor.byteCount
+        values[id].gradient = m
+        return m
+    }
+
+    /// A buffer a node owns (weights in a primitive's layout, workspaces, statistics).
+    func temporary(_ descriptor: MemoryDescriptor) throws -> Memory {
+        ownedBytes += descriptor.byteCount
+        return try Memory(descriptor)
+    }
+
+    /// Whether the backward pass must produce the gradient of value `id`.
+    func needsGradient(_ id: Int) -> Bool { neededGradients.contains(id) }
+
+    /// Binds a primitive's arguments, adding its share of the common scratchpad.
+    func bind(_ primitive: Primitive, _ bindings: [(Int32, Memory)]) throws -> BoundPrimitive {
+        var all = bindings
+        if let pad = primitive.descriptor(for: Arg.scratchpad) {
+            all.append((Arg.scratchpad, try scratchpad.memory(pad)))
+        }
+        return BoundPrimitive(primitive, all)
+    }
+
+    /// Where a backward primitive should write the gradient of value `id`.
+    ///
+    /// The first contribution (in backward order) writes the gradient directly; later ones
+    /// write to shared scratch and are added by a reorder with a sum post-op. This is decided
+    /// once here, so backward passes need not zero anything.
+    func gradientSink(_ id: Int, writtenAs descriptor: MemoryDescriptor) throws -> GradientSink {
+        let target = try gradientMemory(id)
+        let first = gradientWritten.insert(id).inserted
+        if first && descriptor == target.descriptor { return GradientSink(target: target, finish: nil) }
+        let scratch = first ? try temporary(descriptor) : try accumulationScratch.memory(descriptor)
+        let reorder = try PrimitiveCache.shared.reorder(from: descriptor, to: target.descriptor, accumulate: !first)
+        return GradientSink(target: scratch, finish: try bind(reorder, [(Arg.from, scratch), (Arg.to, target)]))
+    }
+
+    /// A reorder that copies (or, after the first contribution, adds) `source` into the gradient of `id`.
+    func gradientCopy(_ id: Int, from source: Memory) throws -> BoundPrimitive {
+        let target = try gradientMemory(id)
+        let first = gradientWritten.insert(id).inserted
+        let reorder = try PrimitiveCache.shared.reorder(from: source.descriptor, to: target.descriptor, accumulate: !first)
+        return try bind(reorder, [(Arg.from, source), (Arg.to, target)])
+    }
+
+    /// Where a backward primitive should write a parameter's gradient given in `descriptor`.
+    func parameterGradientSink(_ parameter: Parameter, writtenAs descriptor: MemoryDescriptor) throws -> GradientSink {
+        let target = parameter.gradient
+        let first = parameterGradientWritten.insert(ObjectIdentifier(parameter)).inserted
+        if first && descriptor == target.descriptor { return GradientSink(target: target, finish: nil) }
+        let scratch = try temporary(descriptor)
+        let reorder = try PrimitiveCache.shared.reorder(from: descriptor, to: target.descriptor, accumulate: !first)
+        return GradientSink(target: scratch, finish: try bind(reorder, [(Arg.from, scratch), (Arg.to, target)]))
+    }
+
+    // MARK: - Running
+
+    /// Runs every node forward.
+    public func forward() {
+        precondition(isPlanned, "plan the graph before running it")
+        for node in forwardNodes { node.forward(self) }
+    }
+
+    /// Propagates gradients from the loss to every input that requires one and sets the
+    /// gradient of every trainable parameter the loss depends on (overwriting, not adding).
+    ///
+    /// - Parameter seed: the gradient of the loss value, plain layout; `nil` means 1 for
+    ///   every element (the usual scalar loss).
+    public func backward(seed: [Float]? = nil) {
+        precondition(isPlanned && root != nil && computesGradients, "plan the graph with a loss to run backward")
+        let root = root!
+        let g = values[root].gradient!
+        if let seed {
+            precondition(seed.count == values[root].shape.reduce(1, *), "seed has the wrong element count")
+            writePlain(seed, into: g, shape: values[root].shape)
+        } else {
+            g.floats.update(repeating: 1, count: g.descriptor.byteCount / 4)
+        }
+        for node in backwardNodes { node.backward(self) }
+    }
+
+    // MARK: - Edges: plain arrays in and out
+
+    /// Copies plain NCHW (or row-major) data into an input.
+    public func setInput(_ tensor: Tensor, _ data: [Float]) throws {
+        let count = tensor.shape.reduce(1, *)
+        guard data.count == count else { throw TensorError.wrongElementCount(what: "input \(tensor.shape)", expected: count, actual: data.count) }
+        try data.withUnsafeBufferPointer { try setInput(tensor, $0) }
+    }
+
+    /// Copies plain NCHW (or row-major) data into an input, without allocating.
+    public func setInput(_ tensor: Tensor, _ data: UnsafeBufferPointer<Float>) throws {
+        let count = tensor.shape.reduce(1, *)
+        guard data.count == count else { throw TensorError.wrongElementCount(what: "input \(tensor.shape)", expected: count, actual: data.count) }
+        guard isPlanned else { throw TensorError.notPlanned("plan the graph before setting inputs") }
+        precondition(inputIDs.contains(tensor.id), "\(tensor) is not an input of this graph")
+        values[tensor.id].memory!.floats.update(from: data.baseAddress!, count: count)
+    }
+
+    /// Lets a data pipeline write an input's plain NCHW buffer in place.
+    public func withInputBuffer<R>(_ tensor: Tensor, _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        precondition(isPlanned && inputIDs.contains(tensor.id), "\(tensor) is not an input of this planned graph")
+        return try body(UnsafeMutableBufferPointer(start: values[tensor.id].memory!.floats, count: tensor.shape.reduce(1, *)))
+    }
+
+    /// Sets the class labels of a batch. Throws if a label is outside the loss's classes.
+    public func setLabels(_ input: LabelInput, _ labels: [Int32]) throws {
+        let l = labelInputs[input.id]
+        guard labels.count == l.count else { throw TensorError.wrongElementCount(what: "labels", expected: l.count, actual: labels.count) }
+        for (i, label) in labels.enumerated() where label < 0 || Int(label) >= l.classCount {
+            throw TensorError.labelOutOfRange(layer: "softmaxCrossEntropy", index: i, label: Int(label), classCount: l.classCount)
+        }
+        labels.withUnsafeBufferPointer { l.storage.update(from: $0.baseAddress!, count: l.count) }
+    }
+
+    /// The value of `tensor` after ``forward()``, as plain NCHW (or row-major) floats.
+    public func read(_ tensor: Tensor) throws -> [Float] {
+        guard isPlanned, let memory = values[tensor.id].memory else {
+            throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
+        }
+        return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].reader)
+    }
+
+    /// The gradient of `tensor` after ``backward(seed:)``, plain layout.
+    public func gradient(of tensor: Tensor) throws -> [Float] {
+        guard isPlanned, let memory = values[tensor.id].gradient else {
+            throw TensorError.notPlanned("\(tensor) has no gradient in this graph")
+        }
+        return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].gradientReader)
+    }
+
+    /// The first element of `tensor` (for a scalar loss).
+    public func scalar(_ tensor: Tensor) throws -> Float { try read(tensor)[0] }
+
+    private func readPlain(_ memory: Memory, shape: [Int], cache: inout (BoundPrimitive, Memory)?) throws -> [Float] {
+        let plain = MemoryDescriptor(shape, .plain)
+        let count = shape.reduce(1, *)
+        if memory.descriptor == plain { return Array(UnsafeBufferPointer(start: memory.floats, count: count)) }
+        if cache == nil {
+            let out = try Memory(plain)
+            let reorder = try PrimitiveCache.shared.reorder(from: memory.descriptor, to: plain)
+            cache = (try bind(reorder, [(Arg.from, memory), (Arg.to, out)]), out)
+            if scratchpad.buffer == nil || scratchpad.byteCount < reorder.scratchpadBytes { scratchpad.allocate() }
+        }
+        cache!.0.execute()
+        return Array(UnsafeBufferPointer(start: cache!.1.floats, count: count))
+    }
+
+    private func writePlain(_ data: [Float], into memory: Memory, shape: [Int]) {
+        let plain = MemoryDescriptor(shape, .plain)
+        if memory.descriptor == plain {
+            data.withUnsafeBufferPointer { memory.floats.update(from: $0.baseAddress!, count: data.count) }
+            return
+        }
+        memory.buffer_zero()
+        for (i, v) in data.enumerated() {
+            memory.floats[memory.descriptor.offset(of: unravel(i, shape))] = v
+        }
+    }
+
+    // MARK: - Diagnostics
+
+    /// Bytes of buffers this graph allocated (values, gradients, workspaces, scratch).
+    public var allocatedBytes: Int { ownedBytes + scratchpad.byteCount + accumulationScratch.byteCount }
+
+    /// One line per active node: kind, label and output layout, for debugging and docs.
+    public var nodeSummary: [String] {
+        forwardNodes.map { n in "\(type(of: n)) \(n.label) -> \(n.outputs.map { values[$0].descriptor.description })" }
+    }
+}
+
+/// Where a backward step writes a gradient, and how it reaches its final place.
+struct GradientSink {
+    /// The memory the primitive writes.
+    let target: Memory
+    /// Moves (or adds) `target` into the real gradient when they differ.
+    let finish: BoundPrimitive?
+
+    @inline(__always) func complete() { finish?.execute() }
+}
+
+/// One recorded operation. Subclasses plan their primitives and run them.
+class Node {
+    let label: String
+    var inputs: [Int]
+    var outputs: [Int] = []
+    var isActive = true
+
+    init(label: String, inputs: [Int]) {
+        self.label = label
+        self.inputs = inputs
+    }
+
+    /// Parameters this node reads.
+    var parameters: [Parameter] { [] }
+
+    func planForward(_ graph: Graph) throws {}
+    func planBackward(_ graph: Graph) throws {}
+    func forward(_ graph: Graph) {}
+    func backward(_ graph: Graph) {}
+}
+
+/// The logical index of element `flat` of a row-major array of `shape`.
+func unravel(_ flat: Int, _ shape: [Int]) -> [Int] {
+    var index = [Int](repeating: 0, count: shape.count)
+    var rest = flat
+    for d in stride(from: shape.count - 1, through: 0, by: -1) {
+        index[d] = rest % shape[d]
+        rest /= shape[d]
+    }
+    return index
+}
+
+extension Memory {
+    func buffer_zero() { pointer!.initializeMemory(as: UInt8.self, repeating: 0, count: descriptor.byteCount) }
+}
+
+/// A layout change (inserted where a primitive wants another layout than it is given).
+final class ReorderNode: Node {
+    private var run: BoundPrimitive!
+    private var back: BoundPrimitive?
+
+    init(label: String, input: Int) { super.init(label: label, inputs: [input]) }
+
+    override func planForward(_ graph: Graph) throws {
+        let source = try graph.memory(inputs[0]), destination = try graph.memory(outputs[0])
+        run = try graph.bind(try PrimitiveCache.shared.reorder(from: source.descriptor, to: destination.descriptor),
+                             [(Arg.from, source), (Arg.to, destination)])
+    }
+
+    override func planBackward(_ graph: Graph) throws {
+        guard graph.needsGradient(inputs[0]) else { return }
+        back = try graph.gradientCopy(inputs[0], from: try graph.gradientMemory(outputs[0]))
+    }
+
+    override func forward(_ graph: Graph) { run.execute() }
+    override func backward(_ graph: Graph) { back?.execute() }
+}

@@ -1,0 +1,246 @@
+import CDNNL
+import ResNetEngine
+
+// Convolution and inner product: the two ops with weights. Both follow one pattern:
+// the forward primitive chooses its layouts (`format_tag_any`); the plain parameter is
+// reordered into the chosen weight layout once per step, before forward; backward-data
+// gets its own weight layout (oneDNN wants another one there, and forcing the forward
+// layout falls back to a reference kernel that is 1000x slower).
+
+/// 2-D convolution (cross-correlation, as every deep-learning framework computes it).
+///
+/// - Parameters:
+///   - x: `[N, C, H, W]`.
+///   - weight: `[O, C, KH, KW]`.
+///   - bias: `[O]`, or `nil` (convolutions followed by batch norm have none).
+/// - Returns: `[N, O, (H + 2ph - KH) / sh + 1, (W + 2pw - KW) / sw + 1]` in the engine's layout.
+public func conv2d(
+    _ x: Tensor, weight: Parameter, bias: Parameter? = nil,
+    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), label: String = "conv2d"
+) throws -> Tensor {
+    let w = weight.shape
+    guard w.count == 4 else { throw TensorError.invalidArgument(layer: label, message: "weight must be [O, C, KH, KW], got \(w)") }
+    guard x.shape.count == 4, x.shape[1] == w[1] else {
+        throw TensorError.shapeMismatch(layer: label, expected: "[N, \(w[1]), H, W]", actual: x.shape)
+    }
+    if let bias, bias.shape != [w[0]] {
+        throw TensorError.invalidArgument(layer: label, message: "bias must be [\(w[0])], got \(bias.shape)")
+    }
+    guard stride.0 > 0, stride.1 > 0, padding.0 >= 0, padding.1 >= 0 else {
+        throw TensorError.invalidArgument(layer: label, message: "stride must be positive and padding non-negative")
+    }
+    let (n, h, wd) = (x.shape[0], x.shape[2], x.shape[3])
+    let oh = (h + 2 * padding.0 - w[2]) / stride.0 + 1, ow = (wd + 2 * padding.1 - w[3]) / stride.1 + 1
+    guard h + 2 * padding.0 >= w[2], wd + 2 * padding.1 >= w[3] else {
+        throw TensorError.shapeMismatch(layer: label, expected: "[N, \(w[1]), >=\(w[2] - 2 * padding.0), >=\(w[3] - 2 * padding.1)] for a \(w[2])x\(w[3]) kernel", actual: x.shape)
+    }
+    let node = ConvolutionNode(label: label, weight: weight, bias: bias,
+                               stride: [stride.0, stride.1], padding: [padding.0, padding.1],
+                               training: x.graph.computesGradients)
+    return try node.trace(x, outputShape: [n, w[0], oh, ow])
+}
+
+/// A fully connected layer: `y = x W^T + b` with `x: [N, I]`, `weight: [O, I]`, `bias: [O]`.
+public func linear(_ x: Tensor, weight: Parameter, bias: Parameter? = nil, label: String = "linear") throws -> Tensor {
+    let w = weight.shape
+    guard w.count == 2 else { throw TensorError.invalidArgument(layer: label, message: "weight must be [O, I], got \(w)") }
+    guard x.shape.count == 2, x.shape[1] == w[1] else {
+        throw TensorError.shapeMismatch(layer: label, expected: "[N, \(w[1])]", actual: x.shape)
+    }
+    if let bias, bias.shape != [w[0]] {
+        throw TensorError.invalidArgument(layer: label, message: "bias must be [\(w[0])], got \(bias.shape)")
+    }
+    let node = InnerProductNode(label: label, weight: weight, bias: bias, training: x.graph.computesGradients)
+    return try node.trace(x, outputShape: [x.shape[0], w[0]])
+}
+
+/// What convolution and inner product share: layouts, weight reorders, the three primitives.
+class WeightedNode: Node {
+    let weight: Parameter
+    let bias: Parameter?
+    let training: Bool
+    var forwardPrimitive: Primitive!
+
+    private var runForward: BoundPrimitive!
+    private var reorderWeightsForward: BoundPrimitive?
+    private var forwardWeights: Memory!
+    private var runBackwardData: BoundPrimitive?
+    private var reorderWeightsBackward: BoundPrimitive?
+    private var dataSink: GradientSink?
+    private var runBackwardWeights: BoundPrimitive?
+    private var weightSink: GradientSink?
+    private var biasSink: GradientSink?
+
+    init(label: String, weight: Parameter, bias: Parameter?, training: Bool) {
+        self.weight = weight
+        self.bias = bias
+        self.training = training
+        super.init(label: label, inputs: [])
+    }
+
+    override var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
+    /// `kind` + the settings that, with the descriptors, identify the primitive.
+    var kind: String { fatalError("abstract") }
+    var settings: [Int] { [] }
+    func forwardOperation(source: MemoryDescriptor, weights: MemoryDescriptor, bias: MemoryDescriptor, destination: MemoryDescriptor) throws -> Primitive { fatalError("abstract") }
+    func backwardDataOperation(diffSource: MemoryDescriptor, weights: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive { fatalError("abstract") }
+    func backwardWeightsOperation(source: MemoryDescriptor, diffWeights: MemoryDescriptor, diffBias: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive { fatalError("abstract") }
+
+    var biasDescriptor: MemoryDescriptor { bias.map { MemoryDescriptor($0.shape, .plain) } ?? .none }
+
+    /// Creates the forward primitive, reorders `x` if the primitive wants another layout, records the node.
+    func trace(_ x: Tensor, outputShape: [Int]) throws -> Tensor {
+        let anySource = MemoryDescriptor.any(x.shape), anyWeights = MemoryDescriptor.any(weight.shape)
+        let anyDestination = MemoryDescriptor.any(outputShape)
+        let key = PrimitiveKey(kind + ".forward", [anySource, anyWeights, biasDescriptor, anyDestination], settings + [training ? 1 : 0])
+        do {
+            forwardPrimitive = try PrimitiveCache.shared.primitive(key) {
+                try forwardOperation(source: anySource, weights: anyWeights, bias: biasDescriptor, destination: anyDestination)
+            }
+        } catch let error as DNNLError {
+            throw TensorError.invalidArgument(layer: label, message: error.description)
+        }
+        let source = x.graph.converted(x, to: forwardPrimitive.descriptor(for: Arg.src)!, label: label)
+        inputs = [source.id]
+        return x.graph.add(self, outputs: [(outputShape, forwardPrimitive.descriptor(for: Arg.dst)!)])[0]
+    }
+
+    override func planForward(_ graph: Graph) throws {
+        let plain = weight.value
+        let wanted = forwardPrimitive.descriptor(for: Arg.weights)!
+        if wanted == plain.descriptor {
+            forwardWeights = plain
+        } else {
+            forwardWeights = try graph.temporary(wanted)
+            reorderWeightsForward = try graph.bind(try PrimitiveCache.shared.reorder(from: plain.descriptor, to: wanted),
+                                                   [(Arg.from, plain), (Arg.to, forwardWeights)])
+        }
+        var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.weights, forwardWeights),
+                                           (Arg.dst, try graph.memory(outputs[0]))]
+        if let bias { bindings.append((Arg.bias, bias.value)) }
+        runForward = try graph.bind(forwardPrimitive, bindings)
+    }
+
+    override func planBackward(_ graph: Graph) throws {
+        let source = try graph.memory(inputs[0])
+        let diffDestination = try graph.gradientMemory(outputs[0])
+        if weight.isTrainable {
+            let anyWeights = MemoryDescriptor.any(weight.shape)
+            let key = PrimitiveKey(kind + ".backwardWeights", [source.descriptor, anyWeights, biasDescriptor, diffDestination.descriptor], settings)
+            let primitive = try PrimitiveCache.shared.primitive(key) {
+                try backwardWeightsOperation(source: source.descriptor, diffWeights: anyWeights, diffBias: biasDescriptor, diffDestination: diffDestination.descriptor)
+            }
+            weightSink = try graph.parameterGradientSink(weight, writtenAs: primitive.descriptor(for: Arg.diffWeights)!)
+            var bindings: [(Int32, Memory)] = [(Arg.src, source), (Arg.diffDst, diffDestination), (Arg.diffWeights, weightSink!.target)]
+            if let bias {
+                biasSink = try graph.parameterGradientSink(bias, writtenAs: biasDescriptor)
+                bindings.append((Arg.diffBias, biasSink!.target))
+            }
+            runBackwardWeights = try graph.bind(primitive, bindings)
+        }
+        if graph.needsGradient(inputs[0]) {
+            let anyWeights = MemoryDescriptor.any(weight.shape)
+            let key = PrimitiveKey(kind + ".backwardData", [source.descriptor, anyWeights, diffDestination.descriptor], settings)
+            let primitive = try PrimitiveCache.shared.primitive(key) {
+                try backwardDataOperation(diffSource: source.descriptor, weights: anyWeights, diffDestination: diffDestination.descriptor)
+            }
+            let wanted = primitive.descriptor(for: Arg.weights)!
+            var weights = forwardWeights!
+            if wanted != forwardWeights.descriptor {
+                weights = try graph.temporary(wanted)
+                reorderWeightsBackward = try graph.bind(try PrimitiveCache.shared.reorder(from: weight.value.descriptor, to: wanted),
+                                                        [(Arg.from, weight.value), (Arg.to, weights)])
+            }
+            dataSink = try graph.gradientSink(inputs[0], writtenAs: source.descriptor)
+            runBackwardData = try graph.bind(primitive, [(Arg.diffDst, diffDestination), (Arg.weights, weights), (Arg.diffSrc, dataSink!.target)])
+        }
+    }
+
+    override func forward(_ graph: Graph) {
+        reorderWeightsForward?.execute()
+        runForward.execute()
+    }
+
+    override func backward(_ graph: Graph) {
+        if let runBackwardWeights {
+            runBackwardWeights.execute()
+            weightSink!.complete()
+            biasSink?.complete()
+        }
+        if let runBackwardData {
+            reorderWeightsBackward?.execute()
+            runBackwardData.execute()
+            dataSink!.complete()
+        }
+    }
+}
+
+final class ConvolutionNode: WeightedNode {
+    let stride: [Int]
+    let padding: [Int]
+
+    init(label: String, weight: Parameter, bias: Parameter?, stride: [Int], padding: [Int], training: Bool) {
+        self.stride = stride
+        self.padding = padding
+        super.init(label: label, weight: weight, bias: bias, training: training)
+    }
+
+    override var kind: String { "convolution" }
+    override var settings: [Int] { stride + padding }
+
+    private var strides: [Int64] { stride.map(Int64.init) }
+    private var pads: [Int64] { padding.map(Int64.init) }
+
+    override func forwardOperation(source: MemoryDescriptor, weights: MemoryDescriptor, bias: MemoryDescriptor, destination: MemoryDescriptor) throws -> Primitive {
+        var d = dnnl_convolution_desc_t()
+        var s = source.raw, w = weights.raw, b = bias.raw, o = destination.raw
+        try check(dnnl_convolution_forward_desc_init(&d, training ? dnnl_forward_training : dnnl_forward_inference,
+                                                     dnnl_convolution_direct, &s, &w, &b, &o,
+                                                     strides, pads, pads), "\(label): convolution descriptor")
+        return try Primitive(name: "\(label) convolution forward", operation: &d)
+    }
+
+    override func backwardDataOperation(diffSource: MemoryDescriptor, weights: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive {
+        var d = dnnl_convolution_desc_t()
+        var s = diffSource.raw, w = weights.raw, o = diffDestination.raw
+        try check(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &s, &w, &o, strides, pads, pads),
+                  "\(label): convolution backward-data descriptor")
+        return try Primitive(name: "\(label) convolution backward data", operation: &d, hint: forwardPrimitive)
+    }
+
+    override func backwardWeightsOperation(source: MemoryDescriptor, diffWeights: MemoryDescriptor, diffBias: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive {
+        var d = dnnl_convolution_desc_t()
+        var s = source.raw, w = diffWeights.raw, b = diffBias.raw, o = diffDestination.raw
+        try check(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &s, &w, &b, &o,
+                                                              strides, pads, pads), "\(label): convolution backward-weights descriptor")
+        return try Primitive(name: "\(label) convolution backward weights", operation: &d, hint: forwardPrimitive)
+    }
+}
+
+final class InnerProductNode: WeightedNode {
+    override var kind: String { "innerProduct" }
+
+    override func forwardOperation(source: MemoryDescriptor, weights: MemoryDescriptor, bias: MemoryDescriptor, destination: MemoryDescriptor) throws -> Primitive {
+        var d = dnnl_inner_product_desc_t()
+        var s = source.raw, w = weights.raw, b = bias.raw, o = destination.raw
+        try check(dnnl_inner_product_forward_desc_init(&d, training ? dnnl_forward_training : dnnl_forward_inference,
+                                                       &s, &w, &b, &o), "\(label): inner product descriptor")
+        return try Primitive(name: "\(label) inner product forward", operation: &d)
+    }
+
+    override func backwardDataOperation(diffSource: MemoryDescriptor, weights: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive {
+        var d = dnnl_inner_product_desc_t()
+        var s = diffSource.raw, w = weights.raw, o = diffDestination.raw
+        try check(dnnl_inner_product_backward_data_desc_init(&d, &s, &w, &o), "\(label): inner product backward-data descriptor")
+        return try Primitive(name: "\(label) inner product backward data", operation: &d, hint: forwardPrimitive)
+    }
+
+    override func backwardWeightsOperation(source: MemoryDescriptor, diffWeights: MemoryDescriptor, diffBias: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive {
+        var d = dnnl_inner_product_desc_t()
+        var s = source.raw, w = diffWeights.raw, b = diffBias.raw, o = diffDestination.raw
+        try check(dnnl_inner_product_backward_weights_desc_init(&d, &s, &w, &b, &o),
+                  "\(label): inner product backward-weights descriptor")
+        return try Primitive(name: "\(label) inner product backward weights", operation: &d, hint: forwardPrimitive)
+    }
+}

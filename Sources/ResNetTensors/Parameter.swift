@@ -1,0 +1,61 @@
+import ResNetEngine
+
+/// A tensor that lives across training steps: a weight, a bias, or (not trainable)
+/// a batch-norm running statistic.
+///
+/// Stored in plain row-major layout (OIHW for convolution weights), which is what
+/// checkpoints and optimizers see. Graphs reorder it to whatever layout a primitive
+/// wants. A reference type: an optimizer updates it in place.
+public final class Parameter: @unchecked Sendable {
+    /// Logical shape, e.g. `[out, in, kh, kw]`.
+    public let shape: [Int]
+    /// Whether optimizers update it (false for running statistics).
+    public let isTrainable: Bool
+    /// The dotted name a module tree gives it (`stage1.block0.conv1.weight`).
+    public internal(set) var name: String = ""
+
+    /// The values, plain layout.
+    public let value: Memory
+    /// The gradient that the last backward pass wrote, plain layout.
+    public let gradient: Memory
+
+    /// Number of elements.
+    public var count: Int { shape.reduce(1, *) }
+
+    public init(shape: [Int], isTrainable: Bool = true, initialValue: Float = 0) {
+        self.shape = shape
+        self.isTrainable = isTrainable
+        let descriptor = MemoryDescriptor(shape, .plain)
+        // Allocation failures here are programmer errors (absurd shapes), not user input.
+        value = try! Memory(descriptor)
+        gradient = try! Memory(descriptor)
+        if initialValue != 0 { value.floats.update(repeating: initialValue, count: shape.reduce(1, *)) }
+    }
+
+    /// A copy of the values.
+    public var values: [Float] {
+        get { Array(UnsafeBufferPointer(start: value.floats, count: count)) }
+        set {
+            precondition(newValue.count == count, "\(name): expected \(count) values, got \(newValue.count)")
+            newValue.withUnsafeBufferPointer { value.floats.update(from: $0.baseAddress!, count: count) }
+        }
+    }
+
+    /// Sets the values, throwing on a wrong element count (for loading checkpoints).
+    public func setValues(_ newValues: [Float]) throws {
+        guard newValues.count == count else {
+            throw TensorError.wrongElementCount(what: name.isEmpty ? "parameter" : name, expected: count, actual: newValues.count)
+        }
+        values = newValues
+    }
+
+    /// A copy of the gradient.
+    public var gradients: [Float] { Array(UnsafeBufferPointer(start: gradient.floats, count: count)) }
+
+    /// Fan-in and fan-out as initialisers use them (`in * kh * kw`, `out * kh * kw`).
+    public var fans: (fanIn: Int, fanOut: Int) {
+        let receptive = shape.count > 2 ? shape[2...].reduce(1, *) : 1
+        let fanIn = shape.count > 1 ? shape[1] * receptive : shape[0]
+        return (fanIn, shape[0] * receptive)
+    }
+}
