@@ -1,5 +1,8 @@
 import Foundation
 import ResNetTensors
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
 
 /// The bias-corrected Adam step that ``Adam`` and ``AdamW`` share.
 final class AdamCore {
@@ -27,45 +30,65 @@ final class AdamCore {
     func update(_ parameters: [Parameter], learningRate lr: Float) {
         let b1 = beta1, b2 = beta2, eps = epsilon
         let oneMinusB1 = 1 - b1, oneMinusB2 = 1 - b2
+        // AdamW scales p by `shrink` first; Adam adds `l2 * p` to the gradient. The
+        // other factor is neutral (x * 1 == x exactly).
+        let shrink: Float = decoupled ? 1 - lr * weightDecay : 1
+        let l2: Float = decoupled ? 0 : weightDecay
         for parameter in parameters where parameter.isTrainable {
             let state = table.state(for: parameter)
             state.step += 1
+            // Bias corrections in Double (beta^t for large t stays accurate).
+            let t = Double(state.step)
+            let stepSize = Float(Double(lr) / (1 - pow(Double(b1), t)))
+            let inverseRoot2 = Float(1 / (1 - pow(Double(b2), t)).squareRoot())
+
             let n = parameter.count
             let p = parameter.value.floats
             let grad = UnsafePointer(parameter.gradient.floats)
             let m = state.buffers[0], v = state.buffers[1]
-            // Bias corrections in Double: beta^step underflows gracefully and stays accurate.
-            let step = Double(state.step)
-            let correction1 = 1 - pow(Double(b1), step)
-            let correction2 = 1 - pow(Double(b2), step)
-            let stepSize = Float(Double(lr) / correction1)
-            let inverseRoot2 = Float(1 / correction2.squareRoot())
-            let l2: Float = decoupled ? 0 : weightDecay
-            if decoupled && weightDecay != 0 {
-                let shrink = 1 - lr * weightDecay
-                for i in 0..<n { p[i] *= shrink }
+
+            // Eight lanes at a time with an explicit SIMD square root: on Linux a scalar
+            // `squareRoot()` is a `sqrtf` call (math errno) that blocks auto-vectorization.
+            let vectorEnd = n & ~7
+            let pRaw = UnsafeMutableRawPointer(p), gRaw = UnsafeRawPointer(grad)
+            let mRaw = UnsafeMutableRawPointer(m), vRaw = UnsafeMutableRawPointer(v)
+            var i = 0
+            while i < vectorEnd {
+                let offset = i &* MemoryLayout<Float>.stride
+                let x = pRaw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self) * shrink
+                var g = gRaw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                if l2 != 0 { g += l2 * x }
+                let mi = b1 * mRaw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self) + oneMinusB1 * g
+                let vi = b2 * vRaw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self) + oneMinusB2 * (g * g)
+                mRaw.storeBytes(of: mi, toByteOffset: offset, as: SIMD8<Float>.self)
+                vRaw.storeBytes(of: vi, toByteOffset: offset, as: SIMD8<Float>.self)
+                let update = stepSize * mi / (vectorSquareRoot(vi) * inverseRoot2 + eps)
+                pRaw.storeBytes(of: x - update, toByteOffset: offset, as: SIMD8<Float>.self)
+                i &+= 8
             }
-            if l2 == 0 {
-                for i in 0..<n {
-                    let g = grad[i]
-                    let mi = b1 * m[i] + oneMinusB1 * g
-                    let vi = b2 * v[i] + oneMinusB2 * (g * g)
-                    m[i] = mi
-                    v[i] = vi
-                    p[i] -= stepSize * mi / (vi.squareRoot() * inverseRoot2 + eps)
-                }
-            } else {
-                for i in 0..<n {
-                    let g = grad[i] + l2 * p[i]
-                    let mi = b1 * m[i] + oneMinusB1 * g
-                    let vi = b2 * v[i] + oneMinusB2 * (g * g)
-                    m[i] = mi
-                    v[i] = vi
-                    p[i] -= stepSize * mi / (vi.squareRoot() * inverseRoot2 + eps)
-                }
+            // The same arithmetic, one element at a time, for the last `n % 8`.
+            while i < n {
+                let x = p[i] * shrink
+                let g = l2 == 0 ? grad[i] : grad[i] + l2 * x
+                let mi = b1 * m[i] + oneMinusB1 * g
+                let vi = b2 * v[i] + oneMinusB2 * (g * g)
+                m[i] = mi
+                v[i] = vi
+                p[i] = x - stepSize * mi / (vi.squareRoot() * inverseRoot2 + eps)
+                i &+= 1
             }
         }
     }
+}
+
+/// Lane-wise, correctly rounded square root (the same values as `Float.squareRoot()`).
+@inline(__always)
+func vectorSquareRoot(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    #if arch(x86_64)
+    return SIMD8(lowHalf: _mm_sqrt_ps(x.lowHalf), highHalf: _mm_sqrt_ps(x.highHalf))
+    #else
+    return x.squareRoot()
+    #endif
 }
 
 /// Adam as PyTorch's `torch.optim.Adam` (no AMSGrad): weight decay is an L2 term

@@ -121,7 +121,7 @@ final class StateTable {
         }
         for (state, step, slots) in plan {
             if slots.isEmpty { state.reset(); continue }
-            for (buffer, values) in zip(state.buffers, slots) {
+            for (buffer, values) in zip(state.buffers, slots) where state.count > 0 {
                 values.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: state.count) }
             }
             state.step = step

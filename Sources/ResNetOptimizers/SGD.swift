@@ -25,8 +25,8 @@ public final class SGD: Optimizer {
     /// Dampening of the gradient's contribution to the momentum buffer.
     public let dampening: Float
 
-    private let table = StateTable(slotNames: ["momentum"], savesStep: false)
-    private let plainTable = StateTable(slotNames: [], savesStep: false)
+    /// One `momentum` slot, or none without momentum.
+    private let table: StateTable
 
     /// Throws ``OptimizerError`` for a negative or non-finite setting, a dampening
     /// outside `[0, 1]`, or Nesterov without `momentum > 0` and `dampening == 0`.
@@ -44,63 +44,50 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
         self.weightDecay = weightDecay
         self.dampening = dampening
+        table = StateTable(slotNames: momentum == 0 ? [] : ["momentum"], savesStep: false)
     }
-
-    private var stateTable: StateTable { momentum == 0 ? plainTable : table }
 
     public func update(_ parameters: [Parameter]) {
         let lr = learningRate, decay = weightDecay
+        let m = momentum, keep = 1 - dampening, nesterov = nesterov
+        // Each loop loads p[i] unconditionally and picks with selects, so it vectorizes.
         for parameter in parameters where parameter.isTrainable {
             let n = parameter.count
             let p = parameter.value.floats
             let grad = UnsafePointer(parameter.gradient.floats)
-            if momentum == 0 {
-                if decay == 0 {
-                    for i in 0..<n { p[i] -= lr * grad[i] }
-                } else {
-                    for i in 0..<n { p[i] -= lr * (grad[i] + decay * p[i]) }
+            if m == 0 {
+                for i in 0..<n {
+                    let x = p[i]
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * x
+                    p[i] = x - lr * g
                 }
                 continue
             }
             let state = table.state(for: parameter)
             let buffer = state.buffers[0]
-            let m = momentum, keep = 1 - dampening
-            let first = state.step == 0
-            switch (first, nesterov) {
-            case (true, false):
+            if state.step == 0 {
                 for i in 0..<n {
-                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
+                    let x = p[i]
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * x
                     buffer[i] = g
-                    p[i] -= lr * g
+                    p[i] = x - lr * (nesterov ? g + m * g : g)
                 }
-            case (true, true):
+            } else {
                 for i in 0..<n {
-                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
-                    buffer[i] = g
-                    p[i] -= lr * (g + m * g)
-                }
-            case (false, false):
-                for i in 0..<n {
-                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
+                    let x = p[i]
+                    let g = decay == 0 ? grad[i] : grad[i] + decay * x
                     let b = m * buffer[i] + keep * g
                     buffer[i] = b
-                    p[i] -= lr * b
-                }
-            case (false, true):
-                for i in 0..<n {
-                    let g = decay == 0 ? grad[i] : grad[i] + decay * p[i]
-                    let b = m * buffer[i] + keep * g
-                    buffer[i] = b
-                    p[i] -= lr * (g + m * b)
+                    p[i] = x - lr * (nesterov ? g + m * b : b)
                 }
             }
             state.step += 1
         }
     }
 
-    public func register(_ parameters: [Parameter]) { stateTable.register(parameters) }
+    public func register(_ parameters: [Parameter]) { table.register(parameters) }
 
-    public func stateDictionary() -> [String: [Float]] { stateTable.stateDictionary() }
+    public func stateDictionary() -> [String: [Float]] { table.stateDictionary() }
 
-    public func loadStateDictionary(_ state: [String: [Float]]) throws { try stateTable.load(state) }
+    public func loadStateDictionary(_ state: [String: [Float]]) throws { try table.load(state) }
 }

@@ -12,7 +12,7 @@ public final class Parameter: @unchecked Sendable {
     /// Whether optimizers update it (false for running statistics).
     public let isTrainable: Bool
     /// The dotted name a module tree gives it (`stage1.block0.conv1.weight`).
-    public internal(set) var name: String = ""
+    public var name: String = ""
 
     /// The values, plain layout.
     public let value: Memory

@@ -112,10 +112,11 @@ func checkTrajectory(
     sourceLocation: SourceLocation = #_sourceLocation,
     reference makeReference: () -> (inout [Double], [Double]) -> Void
 ) {
-    let initial: [[Float]] = [[1, -2, 0.5, 3], [0.25, -0.75, 1.5]]
+    // The 19-element parameter covers the 8-lane vector paths and a scalar tail.
+    let initial: [[Float]] = [[1, -2, 0.5, 3], [0.25, -0.75, 1.5], (0..<19).map { Float($0 % 7) * 0.4 - 1.1 }]
     let parameters = initial.map { makeParameter($0) }
     var expected = initial.map { $0.map(Double.init) }
-    var references = initial.map { _ in makeReference() }
+    let references = initial.map { _ in makeReference() }
     for step in 0..<steps {
         for (k, parameter) in parameters.enumerated() {
             setGradient(parameter, syntheticGradient(step: step, count: parameter.count, salt: k))

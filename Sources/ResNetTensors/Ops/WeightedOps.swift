@@ -61,13 +61,13 @@ class WeightedNode: Node {
     let training: Bool
     var forwardPrimitive: Primitive!
 
-    private var runForward: BoundPrimitive!
+    private(set) var runForward: BoundPrimitive!
     private var reorderWeightsForward: BoundPrimitive?
     private var forwardWeights: Memory!
-    private var runBackwardData: BoundPrimitive?
+    private(set) var runBackwardData: BoundPrimitive?
     private var reorderWeightsBackward: BoundPrimitive?
     private var dataSink: GradientSink?
-    private var runBackwardWeights: BoundPrimitive?
+    private(set) var runBackwardWeights: BoundPrimitive?
     private var weightSink: GradientSink?
     private var biasSink: GradientSink?
 

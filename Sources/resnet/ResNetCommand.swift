@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import ResNetEngine
+
+@main
+struct ResNetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resnet",
+        abstract: "Define, train and benchmark residual networks on the CPU (oneDNN \(ComputeEngine.version)).",
+        subcommands: [Demo.self, BenchKernels.self]
+    )
+}
+
+/// Options every compute command shares.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "oneDNN threads (default: the number of cores, or RESNET_THREADS).")
+    var threads: Int?
+
+    func apply() {
+        if let threads { ComputeEngine.shared.setThreadCount(threads) } else { _ = ComputeEngine.shared }
+    }
+}
+
+/// A one-line error for the user, with a non-zero exit, instead of a stack trace.
+struct UserError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
