@@ -52,6 +52,9 @@ public final class Graph {
         /// Reorder to plain NCHW for ``Graph/read(_:)``, made on first use.
         var reader: (BoundPrimitive, Memory)?
         var gradientReader: (BoundPrimitive, Memory)?
+        /// Staging memory and reorder for channels-last inputs, made on first use.
+        var channelsLastWriter: (BoundPrimitive, Memory)?
+        var channelsLastReader: (BoundPrimitive, Memory)?
 
         init(shape: [Int], descriptor: MemoryDescriptor, requiresGradient: Bool) {
             self.shape = shape
@@ -292,13 +295,36 @@ public final class Graph {
         try data.withUnsafeBufferPointer { try setInput(tensor, $0) }
     }
 
-    /// Copies plain NCHW (or row-major) data into an input, without allocating.
-    public func setInput(_ tensor: Tensor, _ data: UnsafeBufferPointer<Float>) throws {
+    /// Copies data into an input, without allocating after the first call.
+    ///
+    /// - Parameter layout: `.plain` for NCHW (or row-major) data, `.channelsLast` for NHWC
+    ///   images (converted by a cached oneDNN reorder).
+    public func setInput(_ tensor: Tensor, _ data: UnsafeBufferPointer<Float>, layout: Layout = .plain) throws {
         let count = tensor.shape.reduce(1, *)
         guard data.count == count else { throw TensorError.wrongElementCount(what: "input \(tensor.shape)", expected: count, actual: data.count) }
         guard isPlanned else { throw TensorError.notPlanned("plan the graph before setting inputs") }
         precondition(inputIDs.contains(tensor.id), "\(tensor) is not an input of this graph")
-        values[tensor.id].memory!.floats.update(from: data.baseAddress!, count: count)
+        let memory = values[tensor.id].memory!
+        switch layout {
+        case .plain:
+            memory.floats.update(from: data.baseAddress!, count: count)
+        case .channelsLast where tensor.shape.count == 4:
+            if values[tensor.id].channelsLastWriter == nil {
+                let staging = try Memory(MemoryDescriptor(tensor.shape, .channelsLast))
+                let reorder = try PrimitiveCache.shared.reorder(from: staging.descriptor, to: memory.descriptor)
+                values[tensor.id].channelsLastWriter = (try bindAtEdge(reorder, [(Arg.from, staging), (Arg.to, memory)]), staging)
+            }
+            let (reorder, staging) = values[tensor.id].channelsLastWriter!
+            staging.floats.update(from: data.baseAddress!, count: count)
+            reorder.execute()
+        default:
+            throw TensorError.invalidArgument(layer: "input", message: "inputs take plain (NCHW) or channels-last (NHWC, rank 4) data, not \(layout)")
+        }
+    }
+
+    /// Copies data into an input (plain NCHW or channels-last NHWC).
+    public func setInput(_ tensor: Tensor, _ data: [Float], layout: Layout) throws {
+        try data.withUnsafeBufferPointer { try setInput(tensor, $0, layout: layout) }
     }
 
     /// Lets a data pipeline write an input's plain NCHW buffer in place.
@@ -317,12 +343,20 @@ public final class Graph {
         labels.withUnsafeBufferPointer { l.storage.update(from: $0.baseAddress!, count: l.count) }
     }
 
-    /// The value of `tensor` after ``forward()``, as plain NCHW (or row-major) floats.
-    public func read(_ tensor: Tensor) throws -> [Float] {
+    /// The value of `tensor` after ``forward()``, as plain NCHW (or row-major) floats, or
+    /// NHWC with `layout: .channelsLast`.
+    public func read(_ tensor: Tensor, layout: Layout = .plain) throws -> [Float] {
         guard isPlanned, let memory = values[tensor.id].memory else {
             throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
         }
-        return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].reader)
+        switch layout {
+        case .plain:
+            return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].reader)
+        case .channelsLast where tensor.shape.count == 4:
+            return try readPlain(memory, shape: tensor.shape, as: .channelsLast, cache: &values[tensor.id].channelsLastReader)
+        default:
+            throw TensorError.invalidArgument(layer: "read", message: "values read as plain (NCHW) or channels-last (NHWC, rank 4), not \(layout)")
+        }
     }
 
     /// The gradient of `tensor` after ``backward(seed:)``, plain layout.
@@ -336,18 +370,24 @@ public final class Graph {
     /// The first element of `tensor` (for a scalar loss).
     public func scalar(_ tensor: Tensor) throws -> Float { try read(tensor)[0] }
 
-    private func readPlain(_ memory: Memory, shape: [Int], cache: inout (BoundPrimitive, Memory)?) throws -> [Float] {
-        let plain = MemoryDescriptor(shape, .plain)
+    private func readPlain(_ memory: Memory, shape: [Int], as layout: Layout = .plain, cache: inout (BoundPrimitive, Memory)?) throws -> [Float] {
+        let wanted = MemoryDescriptor(shape, layout)
         let count = shape.reduce(1, *)
-        if memory.descriptor == plain { return Array(UnsafeBufferPointer(start: memory.floats, count: count)) }
+        if memory.descriptor == wanted { return Array(UnsafeBufferPointer(start: memory.floats, count: count)) }
         if cache == nil {
-            let out = try Memory(plain)
-            let reorder = try PrimitiveCache.shared.reorder(from: memory.descriptor, to: plain)
-            cache = (try bind(reorder, [(Arg.from, memory), (Arg.to, out)]), out)
-            if scratchpad.buffer == nil || scratchpad.byteCount < reorder.scratchpadBytes { scratchpad.allocate() }
+            let out = try Memory(wanted)
+            let reorder = try PrimitiveCache.shared.reorder(from: memory.descriptor, to: wanted)
+            cache = (try bindAtEdge(reorder, [(Arg.from, memory), (Arg.to, out)]), out)
         }
         cache!.0.execute()
         return Array(UnsafeBufferPointer(start: cache!.1.floats, count: count))
+    }
+
+    /// Binds a reorder made after planning, growing the scratchpad arena if it needs more.
+    private func bindAtEdge(_ reorder: Primitive, _ bindings: [(Int32, Memory)]) throws -> BoundPrimitive {
+        let bound = try bind(reorder, bindings)
+        if scratchpad.buffer == nil || scratchpad.byteCount < reorder.scratchpadBytes { scratchpad.allocate() }
+        return bound
     }
 
     private func writePlain(_ data: [Float], into memory: Memory, shape: [Int]) {

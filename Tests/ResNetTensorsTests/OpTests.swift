@@ -326,3 +326,36 @@ struct OpTests {
         #expect(try graph.read(y) != out, "a new mask every forward pass")
     }
 }
+
+@Suite("The edges: plain and channels-last arrays in and out")
+struct EdgeTests {
+    @Test("NHWC input and output match NCHW through a blocked convolution")
+    func channelsLast() throws {
+        var random = TestRandom(20)
+        let (n, c, h, w) = (2, 3, 5, 4)
+        let nchw = random.uniform(n * c * h * w)
+        var nhwc = [Float](repeating: 0, count: nchw.count)
+        for i in 0..<n { for j in 0..<c { for y in 0..<h { for x in 0..<w {
+            nhwc[((i * h + y) * w + x) * c + j] = nchw[((i * c + j) * h + y) * w + x]
+        } } } }
+        let weight = parameter([16, c, 3, 3], random.uniform(16 * c * 9))
+        let graph = Graph(computesGradients: false)
+        let input = graph.input([n, c, h, w])
+        let y = try conv2d(input, weight: weight, padding: (1, 1))
+        try graph.plan(keep: [y])
+        try graph.setInput(input, nchw)
+        graph.forward()
+        let fromPlain = try graph.read(y)
+        let fromPlainNHWC = try graph.read(y, layout: .channelsLast)
+        try graph.setInput(input, nhwc, layout: .channelsLast)
+        graph.forward()
+        #expect(try graph.read(y) == fromPlain)
+        #expect(try graph.read(y, layout: .channelsLast) == fromPlainNHWC)
+        // The NHWC read is the NCHW one transposed.
+        #expect(fromPlainNHWC[((1 * h + 2) * w + 3) * 16 + 7] == fromPlain[((1 * 16 + 7) * h + 2) * w + 3])
+        #expect(throws: TensorError.self) { try graph.setInput(input, nchw, layout: .blocked16) }
+        #expect(throws: TensorError.wrongElementCount(what: "input [2, 3, 5, 4]", expected: 120, actual: 3)) {
+            try graph.setInput(input, [1, 2, 3])
+        }
+    }
+}
