@@ -17,6 +17,9 @@ struct OpTests {
         .init(input: [2, 16, 8, 8], outChannels: 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: true),
         .init(input: [2, 32, 7, 5], outChannels: 64, kernel: (1, 1), stride: (2, 2), padding: (0, 0), bias: false),
         .init(input: [1, 4, 11, 9], outChannels: 6, kernel: (3, 1), stride: (2, 1), padding: (1, 0), bias: true),
+        // Winograd shapes (3x3, stride 1, >= 32 channels, <= 16x16).
+        .init(input: [2, 32, 8, 8], outChannels: 32, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: false),
+        .init(input: [2, 64, 7, 9], outChannels: 64, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: true),
     ]
 
     @Test("convolution", arguments: convolutions)
