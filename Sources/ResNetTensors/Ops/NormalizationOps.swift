@@ -140,14 +140,9 @@ final class BatchNormNode: Node {
                                            (Arg.diffDst, diffDestination), (Arg.scale, scale.value), (Arg.shift, shift.value),
                                            (Arg.diffSrc, diffSource), (Arg.diffScale, scaleSink!.target),
                                            (Arg.diffShift, shiftSink!.target)]
-        if let workspace = runForwardWorkspace { bindings.append((Arg.workspace, workspace)) }
+        if let workspace = runForward.memory(for: Arg.workspace) { bindings.append((Arg.workspace, workspace)) }
         runBackward = try graph.bind(primitive, bindings)
     }
-
-    private var runForwardWorkspace: Memory? {
-        forwardPrimitive.descriptor(for: Arg.workspace) == nil ? nil : workspaceMemory
-    }
-    private var workspaceMemory: Memory? { runForward.memory(for: Arg.workspace) }
 
     override func forward(_ graph: Graph) {
         runForward.execute()
