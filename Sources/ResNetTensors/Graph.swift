@@ -404,6 +404,18 @@ public final class Graph {
 
     // MARK: - Diagnostics
 
+    /// The operations traced so far, in order, without the layout conversions the engine
+    /// inserted: what a model summary lists. Available before ``plan(loss:keep:)``.
+    public var tracedOperations: [TracedOperation] {
+        nodes.filter { !($0 is ReorderNode) }.map { node in
+            TracedOperation(kind: node.operationName, label: node.label,
+                            outputShape: node.outputs.first.map { values[$0].shape } ?? [],
+                            parameterCount: node.parameters.filter(\.isTrainable).reduce(0) { $0 + $1.count },
+                            stateCount: node.parameters.filter { !$0.isTrainable }.reduce(0) { $0 + $1.count },
+                            multiplyAccumulates: node.multiplyAccumulates(in: self))
+        }
+    }
+
     /// Bytes of buffers this graph allocated (values, gradients, workspaces, scratch).
     public var allocatedBytes: Int { ownedBytes + scratchpad.byteCount + accumulationScratch.byteCount }
 
@@ -437,6 +449,15 @@ class Node {
 
     /// Parameters this node reads.
     var parameters: [Parameter] { [] }
+
+    /// The op's name in summaries: the class name without "Node".
+    var operationName: String {
+        let name = String(describing: type(of: self))
+        return name.hasSuffix("Node") ? String(name.dropLast(4)) : name
+    }
+
+    /// Multiply-accumulates of one forward pass over the whole batch (weighted ops only).
+    func multiplyAccumulates(in graph: Graph) -> Int { 0 }
 
     func planForward(_ graph: Graph) throws {}
     func planBackward(_ graph: Graph) throws {}
@@ -479,4 +500,20 @@ final class ReorderNode: Node {
 
     override func forward(_ graph: Graph) { run.execute() }
     override func backward(_ graph: Graph) { back?.execute() }
+}
+
+/// One operation of a traced graph, as a model summary shows it.
+public struct TracedOperation: Sendable, Equatable {
+    /// The op: `Convolution`, `BatchNorm`, `ReLU`, `Add`, `Pool`, `InnerProduct`, ...
+    public let kind: String
+    /// The label the layer gave it, normally the layer's dotted path.
+    public let label: String
+    /// Logical shape of its (first) output, batch included.
+    public let outputShape: [Int]
+    /// Trainable scalars it reads.
+    public let parameterCount: Int
+    /// Non-trainable state it reads (batch-norm running statistics).
+    public let stateCount: Int
+    /// Multiply-accumulates of its forward pass over the batch (convolutions and linear layers).
+    public let multiplyAccumulates: Int
 }

@@ -194,6 +194,11 @@ final class ConvolutionNode: WeightedNode {
     }
 
     override var kind: String { "convolution" }
+
+    /// Every output element takes C x KH x KW products.
+    override func multiplyAccumulates(in graph: Graph) -> Int {
+        graph.values[outputs[0]].shape.reduce(1, *) * weight.shape.dropFirst().reduce(1, *)
+    }
     override var settings: [Int] { stride + padding + [Int(algorithm.rawValue)] }
 
     private var strides: [Int64] { stride.map(Int64.init) }
@@ -227,6 +232,10 @@ final class ConvolutionNode: WeightedNode {
 
 final class InnerProductNode: WeightedNode {
     override var kind: String { "innerProduct" }
+
+    override func multiplyAccumulates(in graph: Graph) -> Int {
+        graph.values[outputs[0]].shape.reduce(1, *) * weight.shape[1]
+    }
 
     override func forwardOperation(source: MemoryDescriptor, weights: MemoryDescriptor, bias: MemoryDescriptor, destination: MemoryDescriptor) throws -> Primitive {
         var d = dnnl_inner_product_desc_t()

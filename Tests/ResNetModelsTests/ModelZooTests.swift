@@ -1,0 +1,199 @@
+import Foundation
+import ResNetLayers
+import ResNetModels
+import ResNetTensors
+import Testing
+
+func build(_ name: String, shortcut: ShortcutOption = .b, input: ImageShape? = nil, classes: Int? = nil) throws -> any Layer {
+    try ModelDefinition(name: name, options: ModelOptions(shortcut: shortcut)).build(input: input, classes: classes)
+}
+
+@Suite("Model zoo", .serialized)
+struct ModelZooTests {
+    /// PyTorch's counts for the same definitions (torchvision for the ImageNet networks).
+    @Test("parameter counts match PyTorch's", arguments: [
+        ("resnet20", ShortcutOption.a, nil as Int?, 269_722),
+        ("resnet20", .b, nil, 272_474),
+        ("resnet20", .c, nil, 283_962),
+        ("resnet56", .b, nil, 855_770),
+        ("resnet110", .a, nil, 1_727_962),
+        ("resnet1202", .a, nil, 19_421_274),
+        ("resnet18", .b, nil, 11_689_512),
+        ("resnet34", .b, nil, 21_797_672),
+        ("resnet50", .b, nil, 25_557_032),
+        ("resnet101", .b, nil, 44_549_160),
+        ("resnet152", .b, nil, 60_192_808),
+        ("resnet50", .b, 6, 23_520_326),
+    ])
+    func parameterCounts(name: String, shortcut: ShortcutOption, classes: Int?, expected: Int) throws {
+        let model = try build(name, shortcut: shortcut, classes: classes)
+        #expect(model.trainableParameterCount == expected, "\(name) \(shortcut)")
+    }
+
+    @Test("option A adds no parameters; C adds a projection to every block, B only where the shape changes")
+    func shortcutOptions() throws {
+        func projections(_ model: any Layer) -> [String] {
+            model.namedParameters().map(\.0).filter { $0.hasSuffix("shortcut.projection.weight") }
+        }
+        let plain = try build("plain20"), a = try build("resnet20", shortcut: .a)
+        let b = try build("resnet20", shortcut: .b), c = try build("resnet20", shortcut: .c)
+        #expect(a.trainableParameterCount == plain.trainableParameterCount)
+        #expect(projections(a).isEmpty)
+        #expect(projections(b) == ["stage2.block1.shortcut.projection.weight", "stage3.block1.shortcut.projection.weight"])
+        #expect(projections(c).count == 9, "one per block: 3 stages x 3 blocks")
+        // A projection 16->32 is 1x1 conv (512) + batch norm (64); 32->64 is 2048 + 128.
+        #expect(b.trainableParameterCount - a.trainableParameterCount == 576 + 2176)
+    }
+
+    @Test("the summary lists shapes, the additions and the paper's cost; JSON has the documented keys")
+    func summary() throws {
+        let definition = try ModelDefinition(name: "resnet20", options: ModelOptions(shortcut: .a))
+        let summary = try ModelSummary(of: try definition.build(), name: "resnet20", input: definition.defaultInput, classes: 10)
+        #expect(summary.totalParameters == 269_722)
+        #expect(summary.table.contains("Total params: 269,722"))
+        #expect(summary.table.contains("Trainable params: 269,722"))
+        let rows = Dictionary(uniqueKeysWithValues: summary.layers.map { ($0.name, $0) })
+        #expect(rows["stem.conv"]?.outputShape == [16, 32, 32])
+        #expect(rows["stem.conv"]?.type == "Conv2D")
+        #expect(rows["stem.conv"]?.parameters == 432)
+        #expect(rows["stage2.block1.shortcut"]?.outputShape == [32, 16, 16], "option A pads 16 -> 32 channels")
+        #expect(rows["stage3.block3.add"]?.outputShape == [64, 8, 8])
+        #expect(rows["fc"]?.outputShape == [10])
+        #expect(summary.layers.filter { $0.type == "Add" }.count == 9)
+        #expect(summary.layers.reduce(0) { $0 + $1.parameters } == 269_722)
+        // 3x3 convs: stem 16*3*9*1024; stage1 6 convs 16*16*9*1024; stage2 32*16*9*256 + 5 x 32*32*9*256;
+        // stage3 64*32*9*64 + 5 x 64*64*9*64; fc 64*10. (The paper's Table 6: "41M FLOPs", i.e. MACs.)
+        let expected = 432 * 1024 + 6 * 2304 * 1024 + 4608 * 256 + 5 * 9216 * 256 + 18432 * 64 + 5 * 36864 * 64 + 640
+        #expect(summary.multiplyAccumulates == expected)
+        #expect(abs(Double(expected) / 41e6 - 1) < 0.02, "the paper rounds to 41M")
+
+        let json = try JSONSerialization.jsonObject(with: Data(summary.json.utf8)) as! [String: Any]
+        for key in ["model", "total_params", "trainable_params", "macs", "layers"] { #expect(json[key] != nil, "\(key)") }
+        #expect(json["total_params"] as? Int == 269_722)
+        #expect((json["layers"] as? [[String: Any]])?.first?["name"] as? String == "stem.conv")
+    }
+
+    @Test("ImageNet multiply-accumulates agree with torchvision's published GFLOPS", arguments: [
+        ("resnet18", 1.81), ("resnet34", 3.66), ("resnet50", 4.09), ("resnet101", 7.80), ("resnet152", 11.51),
+    ])
+    func imageNetCost(name: String, gmacs: Double) throws {
+        let definition = try ModelDefinition(name: name)
+        let summary = try ModelSummary(of: try definition.build(), name: name, input: definition.defaultInput, classes: 1000)
+        #expect(abs(Double(summary.multiplyAccumulates) / 1e9 - gmacs) < 0.006, "\(summary.multiplyAccumulates)")
+    }
+
+    @Test("plain networks have no shortcuts and as many weighted layers as their residual twins")
+    func plain() throws {
+        for (plainName, residual) in [("plain20", "resnet20"), ("plain34", "resnet34")] {
+            let p = try build(plainName), r = try build(residual, shortcut: .a)
+            let summary = try ModelSummary(of: p, name: plainName, input: try ModelDefinition(name: plainName).defaultInput, classes: 10)
+            #expect(!summary.layers.contains { $0.type == "Add" })
+            let weighted = { (m: any Layer) in m.namedParameters().filter { $0.0.hasSuffix("conv.weight") || $0.0.hasSuffix("conv1.weight") || $0.0.hasSuffix("conv2.weight") || $0.0 == "fc.weight" }.count }
+            #expect(weighted(p) == weighted(r))
+        }
+        #expect(try ResNetConfiguration.cifar(depth: 56).depth == 56)
+        #expect(try ResNetConfiguration.cifarPreActivation(depth: 164).depth == 164)
+        #expect(try ResNetConfiguration.imageNet(depth: 152).depth == 152)
+    }
+
+    @Test("pre-activation and wide networks: the papers' sizes")
+    func preActivationAndWide() throws {
+        // He et al. 2016b Table 2: ResNet-164 1.7M, ResNet-1001 10.2M (CIFAR-10). The paper's figures
+        // leave out the batch-norm scales and shifts (about 150k in ResNet-1001).
+        let v2 = try build("resnet164v2"), v2Deep = try build("resnet1001v2")
+        #expect(v2.trainableParameterCount == 1_703_258)
+        #expect(v2Deep.trainableParameterCount == 10_327_706)
+        let withoutNorm = { (m: any Layer) in
+            m.namedParameters().filter { $0.1.isTrainable && !$0.0.contains("bn") }.reduce(0) { $0 + $1.1.count }
+        }
+        // Within the paper's rounding to 0.1M.
+        #expect(abs(withoutNorm(v2) - 1_700_000) <= 50_000)
+        #expect(abs(withoutNorm(v2Deep) - 10_200_000) <= 50_000)
+        // Zagoruyko & Komodakis Table 1 / the authors' PyTorch code: WRN-40-2 2.2M, WRN-16-8 11.0M, WRN-28-10 36.5M.
+        #expect(try build("wrn-40-2").trainableParameterCount == 2_243_546)
+        #expect(try build("wrn-16-8").trainableParameterCount == 10_961_370)
+        #expect(try build("wrn-28-10").trainableParameterCount == 36_479_194)
+        // svgg: convs 1,792+36,928+73,856... with BN, dense 4096*1024+1024, 1024*10+10.
+        let vgg = try build("svgg")
+        let convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256)]
+        let expected = convs.reduce(0) { $0 + $1.0 * $1.1 * 9 + 2 * $1.1 } + 4096 * 1024 + 1024 + 1024 * 10 + 10
+        #expect(vgg.trainableParameterCount == expected)
+    }
+
+    @Test("the original ResNet-50 strides its first 1x1; v1.5 (default) strides the 3x3; same parameters")
+    func bottleneckStride() throws {
+        func rows(_ original: Bool) throws -> ([String: [Int]], ModelSummary) {
+            let definition = try ModelDefinition(name: "resnet50", options: ModelOptions(strideOnFirst1x1: original))
+            let input = ImageShape(height: 64, width: 64, channels: 3)
+            let summary = try ModelSummary(of: try definition.build(input: input, classes: 6), name: "resnet50", input: input, classes: 6)
+            return (Dictionary(uniqueKeysWithValues: summary.layers.map { ($0.name, $0.outputShape) }), summary)
+        }
+        let (v15, v15Summary) = try rows(false), (v1, v1Summary) = try rows(true)
+        #expect(v15["stage2.block1.conv1"] == [128, 16, 16])
+        #expect(v15["stage2.block1.conv2"] == [128, 8, 8])
+        #expect(v1["stage2.block1.conv1"] == [128, 8, 8])
+        #expect(v1["stage2.block1.conv2"] == [128, 8, 8])
+        #expect(v15Summary.totalParameters == 23_520_326 && v1Summary.totalParameters == 23_520_326)
+        #expect(v1Summary.multiplyAccumulates < v15Summary.multiplyAccumulates)
+    }
+
+    @Test("impossible requests get one-line errors that say what is valid")
+    func badInput() throws {
+        func message(_ body: () throws -> Any) -> String {
+            do { _ = try body(); return "" } catch { return "\(error)" }
+        }
+        let resnet21 = message { try ModelDefinition(name: "resnet21") }
+        #expect(resnet21.contains("6n+2 (20, 32, 44, 56, 110"))
+        #expect(resnet21.contains("18, 34, 50, 101, 152"))
+        #expect(!resnet21.contains("\n"))
+        #expect(message { try ModelDefinition(name: "resnet57v2") }.contains("9n+2 (29, 56, 110, 164, 1001"))
+        #expect(message { try ModelDefinition(name: "wrn-17-2") }.contains("6m+4"))
+        #expect(message { try ModelDefinition(name: "plain50x") }.contains("known models: resnet20"))
+        #expect(message { try ModelDefinition(name: "alexnet") }.contains("unknown model 'alexnet'"))
+        #expect(message { try build("resnet50", input: ImageShape(height: 16, width: 16, channels: 3)) }
+            .contains("at least 32x32"))
+        #expect(message { try build("svgg", input: ImageShape(height: 4, width: 4, channels: 3)) }.contains("at least 8x8"))
+        #expect(message { try build("resnet20", classes: 0) }.contains("at least 1"))
+        #expect(message { try ImageShape(parsing: "32x32") }.contains("HxWxC"))
+        #expect(try ImageShape(parsing: "64x48x1") == ImageShape(height: 64, width: 48, channels: 1))
+    }
+}
+
+@Suite("Every model trains", .serialized)
+struct ModelPassTests {
+    /// The very deep and the ImageNet-sized networks run at batch 1, the rest at batch 2.
+    static let singleImage: Set<String> = ["resnet1202", "resnet1001v2", "resnet101", "resnet152", "wrn-28-10"]
+
+    @Test("forward and backward at the natural input size", arguments: ModelDefinition.knownNames)
+    func forwardBackward(name: String) throws {
+        let definition = try ModelDefinition(name: name)
+        let model = try definition.build()
+        model.initializeParameters(seed: 7)
+        let batch = Self.singleImage.contains(name) ? 1 : 2
+        let input = definition.defaultInput
+        let graph = Graph()
+        let x = graph.input([batch] + input.chw)
+        let labels = graph.labels(count: batch)
+        let logits = try model(x)
+        #expect(logits.shape == [batch, definition.defaultClasses])
+        let loss = try softmaxCrossEntropy(logits, labels: labels)
+        try graph.plan(loss: loss, keep: [logits])
+
+        var generator = SeededGenerator(seed: 1)
+        try graph.setInput(x, (0..<(batch * input.chw.reduce(1, *))).map { _ in generator.nextNormal() })
+        try graph.setLabels(labels, (0..<batch).map { Int32($0 * 3 % definition.defaultClasses) })
+        graph.forward()
+        graph.backward()
+
+        let value = try graph.scalar(loss)
+        #expect(value.isFinite && value > 0, "\(name): loss \(value)")
+        let parameters = model.namedParameters().filter { $0.1.isTrainable }
+        for (parameterName, parameter) in parameters {
+            let g = parameter.gradients
+            guard g.allSatisfy(\.isFinite) else { Issue.record("\(name): \(parameterName) has a non-finite gradient"); return }
+        }
+        // The gradient reaches the first layer through every block.
+        let first = try #require(parameters.first { $0.0 == "stem.conv.weight" || $0.0 == "block1.conv1.weight" })
+        #expect(first.1.gradients.contains { $0 != 0 }, "\(name): no gradient at the first layer")
+    }
+}
