@@ -34,6 +34,9 @@ let package = Package(
         // System libraries from Debian packages (see scripts/install-deps.sh).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK"),
 
         // engine -> tensors and gradients -> layers -> models / optimizers / data -> command line
         .target(name: "ResNetEngine", dependencies: ["CDNNL"], swiftSettings: hotSettings),
@@ -41,7 +44,7 @@ let package = Package(
         .target(name: "ResNetLayers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetModels", dependencies: ["ResNetLayers", "ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetOptimizers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
-        .target(name: "ResNetData", dependencies: ["CZlib"], swiftSettings: hotSettings),
+        .target(name: "ResNetData", dependencies: ["CZlib", "CJPEG", "CPNG", "CLAPACK"], swiftSettings: hotSettings),
         .executableTarget(name: "resnet", dependencies: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
