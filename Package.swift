@@ -23,7 +23,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "SwiftResNet", targets: [
-            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData",
+            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetTraining",
         ]),
         .executable(name: "resnet", targets: ["resnet"]),
     ],
@@ -34,19 +34,22 @@ let package = Package(
         // System libraries from Debian packages (see scripts/install-deps.sh).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
-        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK"),
 
-        // engine -> tensors and gradients -> layers -> models / optimizers / data -> command line
+        // engine -> tensors and gradients -> layers -> models / optimizers / data -> training -> command line
         .target(name: "ResNetEngine", dependencies: ["CDNNL"], swiftSettings: hotSettings),
         .target(name: "ResNetTensors", dependencies: ["ResNetEngine", "CDNNL"], swiftSettings: hotSettings),
         .target(name: "ResNetLayers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetModels", dependencies: ["ResNetLayers", "ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetOptimizers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
-        .target(name: "ResNetData", dependencies: ["CZlib", "CJPEG", "CPNG", "CLAPACK"], swiftSettings: hotSettings),
+        .target(name: "ResNetData", dependencies: ["CZlib", "CTurboJPEG", "CPNG", "CLAPACK"], swiftSettings: hotSettings),
+        .target(name: "ResNetTraining", dependencies: [
+            "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData",
+        ], swiftSettings: hotSettings),
         .executableTarget(name: "resnet", dependencies: [
-            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData",
+            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: hotSettings),
 
@@ -59,6 +62,9 @@ let package = Package(
             "ResNetLayers", "ResNetOptimizers", "ResNetTensors", "ResNetData", "ResNetReference",
         ]),
         .testTarget(name: "ResNetModelsTests", dependencies: ["ResNetModels", "ResNetLayers", "ResNetTensors"]),
+        .testTarget(name: "ResNetTrainingTests", dependencies: [
+            "ResNetTraining", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers",
+        ]),
         .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"]),
         .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),
     ],

@@ -118,14 +118,20 @@ public enum GzipReader {
     }
 }
 
-/// Reads a whole file into memory.
-func readFileBytes(path: String) throws -> [UInt8] {
+/// Opens `path` for reading, with the data errors for a missing or unreadable file.
+func openForReading(_ path: String) throws -> Int32 {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 {
         let code = errno
         if code == ENOENT || code == ENOTDIR { throw DataError.fileNotFound(path: path) }
         throw DataError.readFailed(path: path, reason: String(cString: strerror(code)))
     }
+    return fd
+}
+
+/// Reads a whole file into memory.
+func readFileBytes(path: String) throws -> [UInt8] {
+    let fd = try openForReading(path)
     defer { close(fd) }
     var info = stat()
     let sizeHint = fstat(fd, &info) == 0 ? max(Int(info.st_size), 0) : 0

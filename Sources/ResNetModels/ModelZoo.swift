@@ -28,7 +28,7 @@ public struct ImageShape: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Choices that apply across the zoo, as the command line's `--shortcut` and friends set them.
-public struct ModelOptions: Sendable, Equatable {
+public struct ModelOptions: Sendable, Equatable, Codable {
     /// The shortcut option of residual networks (ignored by plain networks and svgg).
     public var shortcut: ShortcutOption = .b
     /// Bottlenecks stride their first 1x1, as the paper's original ImageNet models.

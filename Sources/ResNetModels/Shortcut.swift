@@ -2,7 +2,7 @@ import ResNetLayers
 import ResNetTensors
 
 /// The paper's three ways for a block's input to reach its output (He et al. 2016, section 3.3).
-public enum ShortcutOption: String, CaseIterable, Sendable, CustomStringConvertible {
+public enum ShortcutOption: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
     /// Identity; where the shape changes, subsample and zero-pad the new channels.
     /// No parameters. The paper's choice for its CIFAR-10 networks.
     case a = "A"

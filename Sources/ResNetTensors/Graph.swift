@@ -328,6 +328,18 @@ public final class Graph {
     }
 
     /// Lets a data pipeline write an input's plain NCHW buffer in place.
+    /// Runs `body` on a computed value in place, without copying: for plain-layout values
+    /// such as logits and losses, read every step without allocating.
+    public func withValue<R>(_ tensor: Tensor, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        guard isPlanned, let memory = values[tensor.id].memory else {
+            throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
+        }
+        guard memory.descriptor == MemoryDescriptor(tensor.shape, .plain) else {
+            throw TensorError.invalidArgument(layer: "withValue", message: "\(tensor) is not in plain layout: use read(_:)")
+        }
+        return try body(UnsafeBufferPointer(start: memory.floats, count: tensor.shape.reduce(1, *)))
+    }
+
     public func withInputBuffer<R>(_ tensor: Tensor, _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         precondition(isPlanned && inputIDs.contains(tensor.id), "\(tensor) is not an input of this planned graph")
         return try body(UnsafeMutableBufferPointer(start: values[tensor.id].memory!.floats, count: tensor.shape.reduce(1, *)))

@@ -7,7 +7,7 @@ struct ResNetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet",
         abstract: "Define, train and benchmark residual networks on the CPU (oneDNN \(ComputeEngine.version)).",
-        subcommands: [Summary.self, Demo.self, BenchKernels.self]
+        subcommands: [Train.self, Evaluate.self, Summary.self, Download.self, DatasetInfo.self, Demo.self, BenchKernels.self, BenchData.self]
     )
 }
 

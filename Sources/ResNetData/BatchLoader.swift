@@ -1,0 +1,219 @@
+import Foundation
+
+/// One batch, ready for the network: float NCHW images and labels.
+///
+/// The storage belongs to the loader and is reused: a batch is valid until the next call to
+/// ``BatchLoader/Epoch/next()``.
+public struct Batch {
+    /// `count * channels * height * width` floats, plain NCHW.
+    public let images: UnsafeBufferPointer<Float>
+    public let labels: UnsafeBufferPointer<Int32>
+    /// Dataset indices of the images, in batch order.
+    public let indices: UnsafeBufferPointer<Int>
+    /// Images in this batch (the last batch of an epoch may be smaller unless dropped).
+    public let count: Int
+    /// Position of the batch in its epoch.
+    public let number: Int
+}
+
+/// Shuffles, augments and normalizes batches on a background thread, a few batches ahead of
+/// the consumer, so that data preparation overlaps the training step.
+///
+/// Images stay uint8 in memory. The order of an epoch depends only on (seed, epoch) and each
+/// image's augmentation only on (seed, epoch, index), so a resumed run sees the same data.
+public final class BatchLoader: @unchecked Sendable {
+    public let dataset: ImageDataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    /// Whether an epoch ends with a smaller batch (`false`) or drops those images (`true`).
+    public let dropLast: Bool
+    public let augmenter: Augmenter
+    public let normalization: Normalization
+    public let seed: UInt64
+    /// Batches prepared ahead of the consumer.
+    public let prefetch: Int
+
+    public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool, dropLast: Bool,
+                augmentations: [Augmentation] = [], normalization: Normalization = .none,
+                seed: UInt64 = 0, prefetch: Int = 3) throws {
+        guard batchSize > 0 else { throw DataOptionError("batch size must be positive, got \(batchSize)") }
+        guard dataset.count >= (dropLast ? batchSize : 1) else {
+            throw DataOptionError("\(dataset.count) images cannot fill a batch of \(batchSize)")
+        }
+        switch normalization {
+        case .perChannel(let mean, let std) where mean.count != dataset.channels || std.count != dataset.channels:
+            throw DataOptionError("normalization has \(mean.count) channels, the images \(dataset.channels)")
+        case .perPixelMean(let mean) where mean.count != dataset.elementsPerImage:
+            throw DataOptionError("per-pixel mean has \(mean.count) values, an image \(dataset.elementsPerImage)")
+        default: break
+        }
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        augmenter = Augmenter(augmentations, channels: dataset.channels, height: dataset.height, width: dataset.width)
+        self.normalization = normalization
+        self.seed = seed
+        self.prefetch = max(1, prefetch)
+    }
+
+    /// Batches per epoch.
+    public var batchesPerEpoch: Int {
+        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+    /// The order in which epoch `epoch` visits the dataset.
+    public func order(epoch: Int) -> [Int] {
+        guard shuffle else { return Array(0..<dataset.count) }
+        var random = DataRandom(seed: seed, epoch: epoch, index: -1)
+        return Array(0..<dataset.count).shuffled(using: &random)
+    }
+
+    /// Starts preparing epoch `epoch` from batch `first` (to resume mid-epoch).
+    public func epoch(_ epoch: Int, startingAt first: Int = 0) -> Epoch {
+        Epoch(loader: self, epoch: epoch, order: order(epoch: epoch), first: first)
+    }
+
+    /// Prepares every batch of `epoch` on the calling thread and returns the image count: the
+    /// pipeline's single-core throughput, for benchmarks.
+    public func timeEpochOnThisThread(_ epoch: Int) -> Int {
+        let slot = Slot(batchSize: batchSize, elementsPerImage: dataset.elementsPerImage)
+        let order = order(epoch: epoch)
+        var images = 0
+        for number in 0..<batchesPerEpoch {
+            fill(slot, number: number, order: order, epoch: epoch)
+            images += slot.count
+        }
+        return images
+    }
+
+    /// Prepares batch `number` of an epoch into `slot`. Used by the background thread and by tests.
+    func fill(_ slot: Slot, number: Int, order: [Int], epoch: Int) {
+        let start = number * batchSize
+        let count = min(batchSize, dataset.count - start)
+        let perImage = dataset.elementsPerImage
+        slot.count = count
+        slot.number = number
+        dataset.images.withUnsafeBufferPointer { pixels in
+            for k in 0..<count {
+                let index = order[start + k]
+                slot.indices[k] = index
+                slot.labels[k] = dataset.labels[index]
+                var source = pixels.baseAddress! + index * perImage
+                if !augmenter.isIdentity {
+                    var random = DataRandom(seed: seed, epoch: epoch, index: index)
+                    augmenter.apply(source, to: slot.scratch, using: &random)
+                    source = UnsafePointer(slot.scratch)
+                }
+                convert(source, to: slot.images + k * perImage)
+            }
+        }
+    }
+
+    private func convert(_ source: UnsafePointer<UInt8>, to out: UnsafeMutablePointer<Float>) {
+        let plane = dataset.height * dataset.width
+        switch normalization {
+        case .none:
+            for i in 0..<dataset.elementsPerImage { out[i] = Float(source[i]) * (1 / 255) }
+        case .perChannel(let mean, let std):
+            for c in 0..<dataset.channels {
+                let m = mean[c], s = 1 / std[c]
+                let o = c * plane
+                for p in 0..<plane { out[o + p] = (Float(source[o + p]) * (1 / 255) - m) * s }
+            }
+        case .perPixelMean(let mean):
+            mean.withUnsafeBufferPointer { m in
+                for i in 0..<dataset.elementsPerImage { out[i] = Float(source[i]) * (1 / 255) - m[i] }
+            }
+        }
+    }
+
+    /// Storage for one batch.
+    final class Slot {
+        let images: UnsafeMutablePointer<Float>
+        let labels: UnsafeMutablePointer<Int32>
+        let indices: UnsafeMutablePointer<Int>
+        let scratch: UnsafeMutablePointer<UInt8>
+        var count = 0
+        var number = 0
+
+        init(batchSize: Int, elementsPerImage: Int) {
+            images = .allocate(capacity: batchSize * elementsPerImage)
+            labels = .allocate(capacity: batchSize)
+            indices = .allocate(capacity: batchSize)
+            scratch = .allocate(capacity: elementsPerImage)
+        }
+
+        deinit {
+            images.deallocate(); labels.deallocate(); indices.deallocate(); scratch.deallocate()
+        }
+
+        func batch(elementsPerImage: Int) -> Batch {
+            Batch(images: UnsafeBufferPointer(start: images, count: count * elementsPerImage),
+                  labels: UnsafeBufferPointer(start: labels, count: count),
+                  indices: UnsafeBufferPointer(start: indices, count: count), count: count, number: number)
+        }
+    }
+
+    /// One pass over the data, produced by a background thread into a ring of slots.
+    public final class Epoch: @unchecked Sendable {
+        private let loader: BatchLoader
+        private let slots: [Slot]
+        private let condition = NSCondition()
+        private var produced: Int        // batches written so far (absolute batch numbers)
+        private var consumed: Int        // batches handed out and released
+        private var cancelled = false
+        private var handedOut = false
+        private let end: Int
+        private var thread: Thread?
+
+        init(loader: BatchLoader, epoch: Int, order: [Int], first: Int) {
+            self.loader = loader
+            end = loader.batchesPerEpoch
+            produced = min(first, end)
+            consumed = produced
+            slots = (0...loader.prefetch).map { _ in Slot(batchSize: loader.batchSize, elementsPerImage: loader.dataset.elementsPerImage) }
+            let thread = Thread { [self] in produce(epoch: epoch, order: order) }
+            thread.name = "resnet.data"
+            thread.qualityOfService = .userInitiated
+            self.thread = thread
+            thread.start()
+        }
+
+        deinit { cancel() }
+
+        private func produce(epoch: Int, order: [Int]) {
+            while true {
+                condition.lock()
+                while !cancelled, produced < end, produced - consumed >= slots.count { condition.wait() }
+                if cancelled || produced >= end { condition.unlock(); return }
+                let number = produced
+                condition.unlock()
+                loader.fill(slots[number % slots.count], number: number, order: order, epoch: epoch)
+                condition.lock()
+                produced += 1
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+
+        /// The next batch, or `nil` at the end of the epoch. Releases the previous batch.
+        public func next() -> Batch? {
+            condition.lock()
+            defer { condition.unlock() }
+            if handedOut { consumed += 1; handedOut = false; condition.broadcast() }
+            guard consumed < end else { return nil }
+            while produced <= consumed { condition.wait() }
+            handedOut = true
+            return slots[consumed % slots.count].batch(elementsPerImage: loader.dataset.elementsPerImage)
+        }
+
+        /// Stops the background thread (the epoch ends early).
+        public func cancel() {
+            condition.lock()
+            cancelled = true
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import ResNetData
+import ResNetLayers
+import ResNetTensors
+
+/// What `resnet evaluate` reports. Accuracies are fractions in 0...1.
+public struct EvaluationResult: Codable, Sendable, Equatable {
+    public var count: Int
+    public var loss: Double
+    public var top1: Double
+    public var top5: Double
+    /// Accuracy of each class (NaN-free: a class with no images reports 0).
+    public var perClass: [Double]
+    /// `confusionMatrix[true][predicted]`.
+    public var confusionMatrix: [[Int]]
+    public var classNames: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case count, loss, top1, top5, perClass = "per_class", confusionMatrix = "confusion_matrix", classNames = "classes"
+    }
+}
+
+/// Runs a model in evaluation mode over a data set, batch by batch, with planned graphs reused
+/// across calls (one per batch size met).
+public final class Evaluator {
+    public let model: any Layer
+    public let imageShape: [Int]
+    public let classCount: Int
+    public let batchSize: Int
+    /// Running statistics (default) or each batch's own (the PyTorch note's evaluation mode).
+    public let statistics: BatchNormStatistics
+
+    private struct Planned { let graph: Graph; let images: Tensor; let labels: LabelInput; let logits: Tensor; let loss: Tensor }
+    private var graphs: [Int: Planned] = [:]
+
+    public init(model: any Layer, imageShape: [Int], classCount: Int, batchSize: Int = 500, statistics: BatchNormStatistics = .running) {
+        self.model = model
+        self.imageShape = imageShape
+        self.classCount = classCount
+        self.batchSize = batchSize
+        self.statistics = statistics
+    }
+
+    private func planned(_ size: Int) throws -> Planned {
+        if let p = graphs[size] { return p }
+        let wasTraining = model.isTraining
+        model.eval()
+        forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
+        defer { if wasTraining { model.train() } }
+        let graph = Graph(computesGradients: false)
+        let images = graph.input([size] + imageShape)
+        let labels = graph.labels(count: size)
+        let logits = try model(images)
+        let loss = try softmaxCrossEntropy(logits, labels: labels)
+        try graph.plan(keep: [logits, loss])
+        let p = Planned(graph: graph, images: images, labels: labels, logits: logits, loss: loss)
+        graphs[size] = p
+        return p
+    }
+
+    /// Evaluates on `dataset` after `normalization`.
+    public func evaluate(_ dataset: ImageDataset, normalization: Normalization) throws -> EvaluationResult {
+        try evaluate(dataset, normalization: normalization, onPrediction: nil)
+    }
+
+    /// Evaluates and reports each image's dataset index and softmax probabilities to `onPrediction`.
+    public func evaluate(_ dataset: ImageDataset, normalization: Normalization,
+                         onPrediction: ((Int, UnsafeBufferPointer<Float>) -> Void)?) throws -> EvaluationResult {
+        let loader = try BatchLoader(dataset: dataset, batchSize: batchSize, shuffle: false, dropLast: false,
+                                     normalization: normalization)
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: classCount), count: classCount)
+        var lossSum = 0.0, top5 = 0
+        let epoch = loader.epoch(0)
+        defer { epoch.cancel() }
+        var probabilities = [Float](repeating: 0, count: classCount)
+        while let batch = epoch.next() {
+            let p = try planned(batch.count)
+            p.graph.withInputBuffer(p.images) { $0.update(from: UnsafeMutableBufferPointer(mutating: batch.images)) }
+            try p.graph.setLabels(p.labels, Array(batch.labels))
+            p.graph.forward()
+            lossSum += Double(try p.graph.scalar(p.loss)) * Double(batch.count)
+            try p.graph.withValue(p.logits) { logits in
+                for i in 0..<batch.count {
+                    let row = UnsafeBufferPointer(rebasing: logits[(i * classCount)..<((i + 1) * classCount)])
+                    let truth = Int(batch.labels[i])
+                    var best = 0
+                    for k in 1..<classCount where row[k] > row[best] { best = k }
+                    confusion[truth][best] += 1
+                    let above = row.reduce(0) { $0 + ($1 > row[truth] ? 1 : 0) }
+                    if above < 5 { top5 += 1 }
+                    if let onPrediction {
+                        let m = row.max()!
+                        var sum: Float = 0
+                        for k in 0..<classCount { probabilities[k] = exp(row[k] - m); sum += probabilities[k] }
+                        for k in 0..<classCount { probabilities[k] /= sum }
+                        probabilities.withUnsafeBufferPointer { onPrediction(batch.indices[i], $0) }
+                    }
+                }
+            }
+        }
+        let n = dataset.count
+        let correct = (0..<classCount).reduce(0) { $0 + confusion[$1][$1] }
+        let perClass = confusion.enumerated().map { k, row in
+            let total = row.reduce(0, +)
+            return total == 0 ? 0 : Double(row[k]) / Double(total)
+        }
+        return EvaluationResult(count: n, loss: lossSum / Double(max(1, n)), top1: Double(correct) / Double(max(1, n)),
+                                top5: Double(top5) / Double(max(1, n)), perClass: perClass, confusionMatrix: confusion,
+                                classNames: dataset.classNames)
+    }
+}
+
+/// Calls `body` on every batch-norm layer under `module`.
+func forEachBatchNorm(_ module: Module, _ body: (BatchNorm2D) -> Void) {
+    if let bn = module as? BatchNorm2D { body(bn) }
+    for (_, child) in module.namedChildren { forEachBatchNorm(child, body) }
+}

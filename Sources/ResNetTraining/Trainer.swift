@@ -1,0 +1,433 @@
+import Foundation
+import ResNetData
+import ResNetLayers
+import ResNetModels
+import ResNetOptimizers
+import ResNetTensors
+
+/// What a run is: model, data, recipe, seed. Saved as `config.json` in the run directory and in
+/// every checkpoint's metadata; a resumed run must match it.
+public struct RunConfiguration: Codable, Sendable, Equatable {
+    public var model: String
+    public var modelOptions: ModelOptions
+    /// `[C, H, W]`.
+    public var imageShape: [Int]
+    public var classNames: [String]
+    public var dataset: String
+    public var dataPath: String?
+    public var recipe: Recipe
+    public var seed: UInt64
+    /// Fitted on the training split (never on validation or test images).
+    public var normalization: Normalization
+    /// Sizes of the training and validation parts after the seeded split.
+    public var trainingCount: Int
+    public var validationCount: Int
+    /// oneDNN threads; a deterministic run resumes with the same count.
+    public var threads: Int
+    public var deterministic: Bool
+
+    public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
+                dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
+                validationCount: Int, threads: Int, deterministic: Bool) {
+        self.model = model
+        self.modelOptions = modelOptions
+        self.imageShape = imageShape
+        self.classNames = classNames
+        self.dataset = dataset
+        self.dataPath = dataPath
+        self.recipe = recipe
+        self.seed = seed
+        self.normalization = normalization
+        self.trainingCount = trainingCount
+        self.validationCount = validationCount
+        self.threads = threads
+        self.deterministic = deterministic
+    }
+
+    /// Builds the network this configuration describes (weights from `seed`).
+    public func buildModel() throws -> any Layer {
+        let definition = try ModelDefinition(name: model, options: modelOptions)
+        let model = try definition.build(input: ImageShape(height: imageShape[1], width: imageShape[2], channels: imageShape[0]),
+                                         classes: classNames.count)
+        model.initializeParameters(seed: seed)
+        return model
+    }
+}
+
+/// One line of the metrics history.
+public struct EpochRecord: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var step: Int
+    public var learningRate: Float
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var validationLoss: Double?
+    public var validationAccuracy: Double?
+    public var seconds: Double
+    public var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, step, learningRate = "lr", trainLoss = "train_loss", trainAccuracy = "train_accuracy"
+        case validationLoss = "val_loss", validationAccuracy = "val_accuracy", seconds, imagesPerSecond = "images_per_second"
+    }
+}
+
+/// Where a run stands: everything besides weights and optimizer buffers that an exact resume needs.
+public struct RunState: Codable, Sendable, Equatable {
+    /// The epoch in progress (0-based) and the next batch in it.
+    public var epoch = 0
+    public var batchInEpoch = 0
+    /// Optimizer steps taken.
+    public var step = 0
+    public var plateau: ReduceLROnPlateau?
+    public var earlyStopping: EarlyStopping?
+    public var bestValidationAccuracy: Double?
+    public var bestEpoch: Int?
+    public var history: [EpochRecord] = []
+    /// The dropout generator of the training graph.
+    public var dropoutState: [UInt64] = []
+    /// Sums of the epoch in progress: loss x images, correct, images, seconds.
+    public var partialLoss = 0.0
+    public var partialCorrect = 0
+    public var partialSeen = 0
+    public var partialSeconds = 0.0
+    public var finished = false
+    public var stopReason: String?
+
+    public init() {}
+}
+
+/// Trains a model by a recipe, with validation, checkpoints, logs and exact resume.
+///
+/// A run directory holds `config.json`, `last.safetensors` (weights, optimizer buffers under
+/// `optimizer/`, and the run state in the metadata), `best.safetensors` (weights of the best
+/// validation accuracy, with the metrics in the metadata), `metrics.csv` and `metrics.jsonl`.
+/// Every file is written atomically.
+public final class Trainer {
+    public let configuration: RunConfiguration
+    public let runDirectory: URL
+    public let model: any Layer
+    public private(set) var state = RunState()
+    /// Receives one line per event (epoch summaries, checkpoints, stops).
+    public var log: (String) -> Void = { print($0) }
+    /// Receives progress within an epoch: (batch, batches, loss, accuracy, images/s, learning rate).
+    public var progress: ((Int, Int, Double, Double, Double, Float) -> Void)?
+    /// Set (from a signal handler) to stop after the current step with a checkpoint.
+    public let interruption = Interruption()
+
+    private let training: ImageDataset
+    private let validation: ImageDataset?
+    private let optimizer: any Optimizer
+    private let parameters: [Parameter]
+    private var recipe: Recipe { configuration.recipe }
+
+    /// - Parameters:
+    ///   - training, validation: the split (the validation part may be empty: no model selection).
+    ///   - resume: continue the run in `runDirectory` instead of starting one.
+    public init(configuration: RunConfiguration, training: ImageDataset, validation: ImageDataset?,
+                runDirectory: URL, resume: Bool) throws {
+        self.configuration = configuration
+        self.runDirectory = runDirectory
+        self.training = training
+        self.validation = validation?.count == 0 ? nil : validation
+        guard training.count >= configuration.recipe.batchSize else {
+            throw TrainingError.invalidOption("\(training.count) training images cannot fill one batch of \(configuration.recipe.batchSize)")
+        }
+        model = try configuration.buildModel()
+        parameters = model.trainableParameters
+        optimizer = try configuration.recipe.makeOptimizer()
+        optimizer.register(parameters)
+        let files = FileManager.default
+        let last = runDirectory.appendingPathComponent("last.safetensors")
+        if resume {
+            guard files.fileExists(atPath: last.path) else {
+                throw TrainingError.checkpoint("\(runDirectory.path): no run to resume (no last.safetensors)")
+            }
+            let saved = try Self.loadConfiguration(runDirectory)
+            guard saved == configuration else {
+                throw TrainingError.checkpoint("\(runDirectory.path): the run was made with other settings (model, data or recipe); resume without changing them")
+            }
+            try restore(from: last)
+        } else {
+            if files.fileExists(atPath: last.path) {
+                throw TrainingError.checkpoint("\(runDirectory.path) already holds a run: pass --resume to continue it or choose another --run-dir")
+            }
+            do { try files.createDirectory(at: runDirectory, withIntermediateDirectories: true) } catch {
+                throw TrainingError.checkpoint("\(runDirectory.path): cannot create the run directory (\(error.localizedDescription))")
+            }
+            guard files.isWritableFile(atPath: runDirectory.path) else {
+                throw TrainingError.checkpoint("\(runDirectory.path): the run directory is not writable")
+            }
+            state.plateau = recipe.plateau
+            state.earlyStopping = recipe.earlyStopping.map { EarlyStopping(patience: $0.patience, minimumDelta: $0.minimumDelta, maximize: true) }
+            try writeAtomically(try Self.encoder.encode(configuration), to: runDirectory.appendingPathComponent("config.json"))
+        }
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }()
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }()
+
+    /// The configuration saved in a run directory.
+    public static func loadConfiguration(_ runDirectory: URL) throws -> RunConfiguration {
+        let url = runDirectory.appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: url) else { throw TrainingError.checkpoint("\(url.path): cannot read the run's configuration") }
+        do { return try decoder.decode(RunConfiguration.self, from: data) } catch {
+            throw TrainingError.checkpoint("\(url.path): not a run configuration (\(error))")
+        }
+    }
+
+    // MARK: - Checkpoints
+
+    private func weightTensors() -> [String: SafeTensors.Tensor] {
+        var tensors: [String: SafeTensors.Tensor] = [:]
+        for (name, p) in model.namedParameters() { tensors[name] = SafeTensors.Tensor(shape: p.shape, values: p.values) }
+        return tensors
+    }
+
+    private func saveLast() throws {
+        var tensors = weightTensors()
+        for (key, values) in optimizer.stateDictionary() {
+            tensors["optimizer/" + key] = SafeTensors.Tensor(shape: [values.count], values: values)
+        }
+        let metadata = ["resnet.config": String(decoding: try Self.encoder.encode(configuration), as: UTF8.self),
+                        "resnet.state": String(decoding: try Self.encoder.encode(state), as: UTF8.self)]
+        try SafeTensors.write(tensors, metadata: metadata, to: runDirectory.appendingPathComponent("last.safetensors"))
+    }
+
+    private func saveBest(_ record: EpochRecord) throws {
+        let metadata = ["resnet.config": String(decoding: try Self.encoder.encode(configuration), as: UTF8.self),
+                        "resnet.metrics": String(decoding: try Self.encoder.encode(record), as: UTF8.self)]
+        try SafeTensors.write(weightTensors(), metadata: metadata, to: runDirectory.appendingPathComponent("best.safetensors"))
+    }
+
+    private func restore(from url: URL) throws {
+        let (tensors, metadata) = try SafeTensors.read(url)
+        try loadWeights(tensors, into: model, path: url.path)
+        var optimizerState: [String: [Float]] = [:]
+        for (key, t) in tensors where key.hasPrefix("optimizer/") { optimizerState[String(key.dropFirst(10))] = t.values }
+        try optimizer.loadStateDictionary(optimizerState)
+        guard let json = metadata["resnet.state"], let s = try? Self.decoder.decode(RunState.self, from: Data(json.utf8)) else {
+            throw TrainingError.checkpoint("\(url.path): no run state in the metadata")
+        }
+        state = s
+    }
+
+    // MARK: - Training
+
+    /// The result of ``run()``.
+    public struct Outcome: Sendable {
+        public var state: RunState
+        public var interrupted: Bool
+    }
+
+    /// Trains until the recipe's end, an early stop, a divergence (throws) or an interruption.
+    public func run() throws -> Outcome {
+        if state.finished { log("the run has already finished (\(state.stopReason ?? "done"))"); return Outcome(state: state, interrupted: false) }
+        let batchSize = recipe.batchSize
+        let loader = try BatchLoader(dataset: training, batchSize: batchSize, shuffle: true, dropLast: true,
+                                     augmentations: recipe.augmentations, normalization: configuration.normalization,
+                                     seed: configuration.seed)
+        let stepsPerEpoch = loader.batchesPerEpoch
+        let totalSteps = recipe.totalIterations(trainingCount: training.count)
+        let schedule = recipe.schedule.resolvingLength(totalSteps)
+        let evaluator = validation.map { _ in
+            Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count)
+        }
+
+        model.train()
+        let graph = Graph(seed: configuration.seed &+ 17)
+        let images = graph.input([batchSize] + configuration.imageShape)
+        let labels = graph.labels(count: batchSize)
+        let logits = try model(images)
+        let loss = try softmaxCrossEntropy(logits, labels: labels, labelSmoothing: recipe.labelSmoothing)
+        try graph.plan(loss: loss, keep: [logits])
+        if state.dropoutState.count == 4 {
+            graph.generator.state = (state.dropoutState[0], state.dropoutState[1], state.dropoutState[2], state.dropoutState[3])
+        }
+        let classCount = configuration.classNames.count
+        let board = try? TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard"))
+        var labelBuffer = [Int32](repeating: 0, count: batchSize)
+
+        while state.step < totalSteps {
+            let epoch = loader.epoch(state.epoch, startingAt: state.batchInEpoch)
+            defer { epoch.cancel() }
+            var epochStart = Date()
+            while state.step < totalSteps, let batch = epoch.next() {
+                let rate = schedule.learningRate(step: state.step, stepsPerEpoch: stepsPerEpoch) * (state.plateau?.multiplier ?? 1)
+                optimizer.learningRate = rate
+                graph.withInputBuffer(images) { $0.update(from: UnsafeMutableBufferPointer(mutating: batch.images)) }
+                for i in 0..<batchSize { labelBuffer[i] = batch.labels[i] }
+                try graph.setLabels(labels, labelBuffer)
+                graph.forward()
+                let value = try graph.scalar(loss)
+                guard value.isFinite else {
+                    state.stopReason = "loss became \(value) at step \(state.step + 1) (learning rate \(rate))"
+                    throw TrainingError.diverged("training diverged: \(state.stopReason!); the last good checkpoint is \(runDirectory.appendingPathComponent("last.safetensors").path)")
+                }
+                graph.backward()
+                optimizer.update(parameters)
+                let correct = try graph.withValue(logits) { l in
+                    (0..<batchSize).reduce(0) { sum, i in
+                        let row = l.baseAddress! + i * classCount
+                        var best = 0
+                        for k in 1..<classCount where row[k] > row[best] { best = k }
+                        return sum + (best == Int(labelBuffer[i]) ? 1 : 0)
+                    }
+                }
+                state.step += 1
+                state.batchInEpoch += 1
+                state.partialLoss += Double(value) * Double(batchSize)
+                state.partialCorrect += correct
+                state.partialSeen += batchSize
+                let elapsed = state.partialSeconds - epochStart.timeIntervalSinceNow
+                progress?(state.batchInEpoch, stepsPerEpoch, state.partialLoss / Double(state.partialSeen),
+                          Double(state.partialCorrect) / Double(state.partialSeen), Double(state.partialSeen) / max(elapsed, 1e-9), rate)
+
+                if let rule = recipe.earlyStopping, let every = rule.everyBatches, state.step % every == 0, let evaluator, let validation {
+                    let result = try evaluator.evaluate(validation, normalization: configuration.normalization)
+                    try noteValidation(result, record: nil)
+                    if state.earlyStopping?.record(Float(result.top1)) == true {
+                        state.stopReason = "early stopping: validation accuracy did not improve for \(rule.patience) evaluations"
+                    }
+                    if state.stopReason != nil { break }
+                }
+                if interruption.isSet { break }
+            }
+            let epochSeconds = state.partialSeconds - epochStart.timeIntervalSinceNow
+            if interruption.isSet && state.batchInEpoch < stepsPerEpoch && state.step < totalSteps {
+                state.partialSeconds = epochSeconds
+                state.dropoutState = [graph.generator.state.0, graph.generator.state.1, graph.generator.state.2, graph.generator.state.3]
+                try saveLast()
+                log("interrupted at step \(state.step) (epoch \(state.epoch + 1), batch \(state.batchInEpoch)): checkpoint written; continue with --resume")
+                return Outcome(state: state, interrupted: true)
+            }
+            // End of an epoch (or of the run, or an early stop).
+            var record = EpochRecord(epoch: state.epoch + 1, step: state.step,
+                                     learningRate: optimizer.learningRate,
+                                     trainLoss: state.partialLoss / Double(max(1, state.partialSeen)),
+                                     trainAccuracy: Double(state.partialCorrect) / Double(max(1, state.partialSeen)),
+                                     seconds: epochSeconds, imagesPerSecond: Double(state.partialSeen) / max(epochSeconds, 1e-9))
+            if let evaluator, let validation {
+                let result = try evaluator.evaluate(validation, normalization: configuration.normalization)
+                record.validationLoss = result.loss
+                record.validationAccuracy = result.top1
+                try noteValidation(result, record: record)
+                if var plateau = state.plateau {
+                    let monitored = recipe.plateauMonitor == "accuracy" ? Float(result.top1) : Float(result.loss)
+                    plateau.record(monitored, scheduled: schedule.learningRate(step: state.step, stepsPerEpoch: stepsPerEpoch))
+                    state.plateau = plateau
+                }
+                if recipe.earlyStopping?.everyBatches == nil, state.stopReason == nil,
+                   state.earlyStopping?.record(Float(result.top1)) == true {
+                    state.stopReason = "early stopping: validation accuracy did not improve for \(recipe.earlyStopping!.patience) epochs"
+                }
+            }
+            state.history.append(record)
+            state.epoch += 1
+            state.batchInEpoch = 0
+            state.partialLoss = 0; state.partialCorrect = 0; state.partialSeen = 0; state.partialSeconds = 0
+            epochStart = Date()
+            if state.step >= totalSteps || state.stopReason != nil {
+                state.finished = true
+                if state.stopReason == nil { state.stopReason = "completed \(totalSteps) iterations" }
+            }
+            state.dropoutState = [graph.generator.state.0, graph.generator.state.1, graph.generator.state.2, graph.generator.state.3]
+            try saveLast()
+            try writeMetrics()
+            var scalars: [(tag: String, value: Float)] = [("train/loss", Float(record.trainLoss)), ("train/accuracy", Float(record.trainAccuracy)),
+                                                          ("learning_rate", record.learningRate), ("images_per_second", Float(record.imagesPerSecond))]
+            if let l = record.validationLoss, let a = record.validationAccuracy { scalars += [("val/loss", Float(l)), ("val/accuracy", Float(a))] }
+            board?.scalars(scalars, step: record.epoch)
+            log(describe(record))
+            if state.finished { break }
+            if interruption.isSet {
+                log("interrupted after epoch \(state.epoch): checkpoint written; continue with --resume")
+                return Outcome(state: state, interrupted: true)
+            }
+        }
+        if !state.finished {
+            state.finished = true
+            state.stopReason = state.stopReason ?? "completed \(totalSteps) iterations"
+            try saveLast()
+        }
+        log("finished: \(state.stopReason ?? "done")")
+        return Outcome(state: state, interrupted: false)
+    }
+
+    private func noteValidation(_ result: EvaluationResult, record: EpochRecord?) throws {
+        if state.bestValidationAccuracy.map({ result.top1 > $0 }) ?? true {
+            state.bestValidationAccuracy = result.top1
+            state.bestEpoch = state.epoch + 1
+            let r = record ?? EpochRecord(epoch: state.epoch + 1, step: state.step, learningRate: optimizer.learningRate,
+                                          trainLoss: 0, trainAccuracy: 0, validationLoss: result.loss,
+                                          validationAccuracy: result.top1, seconds: 0, imagesPerSecond: 0)
+            try saveBest(r)
+        }
+    }
+
+    private func describe(_ r: EpochRecord) -> String {
+        var line = String(format: "epoch %3d  step %6d  lr %.4g  loss %.4f  acc %.2f%%", r.epoch, r.step, r.learningRate, r.trainLoss, 100 * r.trainAccuracy)
+        if let vl = r.validationLoss, let va = r.validationAccuracy { line += String(format: "  val loss %.4f  val acc %.2f%%", vl, 100 * va) }
+        line += String(format: "  %.1f s  %.0f img/s", r.seconds, r.imagesPerSecond)
+        return line
+    }
+
+    private func writeMetrics() throws {
+        func f(_ v: Double?) -> String { v.map { String($0) } ?? "" }
+        var csv = "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second\n"
+        var lines = ""
+        let compact = JSONEncoder()
+        compact.outputFormatting = [.sortedKeys]
+        for r in state.history {
+            csv += "\(r.epoch),\(r.step),\(r.learningRate),\(r.trainLoss),\(r.trainAccuracy),\(f(r.validationLoss)),\(f(r.validationAccuracy)),\(r.seconds),\(r.imagesPerSecond)\n"
+            lines += String(decoding: try compact.encode(r), as: UTF8.self) + "\n"
+        }
+        try writeAtomically(Data(csv.utf8), to: runDirectory.appendingPathComponent("metrics.csv"))
+        try writeAtomically(Data(lines.utf8), to: runDirectory.appendingPathComponent("metrics.jsonl"))
+    }
+}
+
+/// A flag a signal handler sets and the training loop polls.
+public final class Interruption: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    public init() {}
+    public var isSet: Bool { lock.withLock { flag } }
+    public func set() { lock.withLock { flag = true } }
+}
+
+/// Copies checkpoint tensors into a model's parameters, by name; every parameter must be present
+/// with its shape.
+public func loadWeights(_ tensors: [String: SafeTensors.Tensor], into model: Module, path: String) throws {
+    for (name, parameter) in model.namedParameters() {
+        guard let t = tensors[name] else {
+            throw TrainingError.checkpoint("\(path): no tensor '\(name)': the checkpoint is for another architecture")
+        }
+        guard t.shape == parameter.shape else {
+            throw TrainingError.checkpoint("\(path): '\(name)' has shape \(t.shape), the model needs \(parameter.shape): another architecture or input")
+        }
+        parameter.values = t.values
+    }
+}
+
+extension LearningRateSchedule {
+    /// Replaces a length of 0 in cosine and one-cycle schedules with the run's length.
+    public func resolvingLength(_ iterations: Int) -> LearningRateSchedule {
+        switch self {
+        case .cosine(let b, let m, 0): return .cosine(base: b, minimum: m, iterations: iterations)
+        case .oneCycle(let m, 0, let w, let d, let f):
+            return .oneCycle(maximum: m, iterations: iterations, warmupFraction: w, divFactor: d, finalDivFactor: f)
+        case .warmup(let i, let r, let l, let then): return .warmup(iterations: i, learningRate: r, linear: l, then: then.resolvingLength(iterations))
+        default: return self
+        }
+    }
+}

@@ -1,0 +1,298 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import ResNetData
+import ResNetEngine
+import ResNetModels
+import ResNetTraining
+
+extension Normalization.Kind: ExpressibleByArgument {}
+extension Recipe.OptimizerKind: ExpressibleByArgument {}
+
+/// `--dataset NAME --data PATH`, shared by train, evaluate and dataset-info.
+struct DataChoice: ParsableArguments {
+    @Option(help: "Data set: cifar10, cifar100, fashion-mnist, mnist or folder.")
+    var dataset = "cifar10"
+
+    @Option(help: "Where the data set is: a folder, a .tar.gz or IDX files (default: the per-user cache, see `resnet download`).")
+    var data: String?
+
+    func load() throws -> LoadedDataset { try loadDatasetForUser(dataset, data) }
+}
+
+/// Every recipe setting as an optional flag: a flag given overrides the recipe (and the config file).
+struct RecipeOverrides: ParsableArguments {
+    @Option(help: "Epochs (replaces the recipe's length).") var epochs: Int?
+    @Option(help: "Iterations (replaces the recipe's length).") var iterations: Int?
+    @Option(help: "Batch size.") var batchSize: Int?
+    @Option(help: "Peak learning rate: scales the recipe's schedule so that its largest rate is this.") var lr: Float?
+    @Option(help: "Optimizer: sgd, adam or adamw.") var optimizer: Recipe.OptimizerKind?
+    @Option(help: "SGD momentum.") var momentum: Float?
+    @Option(help: "Nesterov momentum (true/false).") var nesterov: Bool?
+    @Option(help: "Weight decay.") var weightDecay: Float?
+    @Option(help: "Label smoothing (0 to 1).") var labelSmoothing: Float?
+    @Option(help: "Augmentations, e.g. flip,crop:4 or flip,shift:0.1:nearest,rotate:15,zoom:0.1,cutout:8, or none.") var augment: String?
+    @Option(help: "Input normalization fitted on the training split: none, channel or pixel.") var normalization: Normalization.Kind?
+    @Option(help: "Training images held out for validation (0: no validation, no best checkpoint).") var validation: Int?
+
+    func apply(to recipe: inout Recipe) throws {
+        if let epochs { guard epochs > 0 else { throw UserError("--epochs must be positive") }; recipe.duration = .epochs(epochs) }
+        if let iterations { guard iterations > 0 else { throw UserError("--iterations must be positive") }; recipe.duration = .iterations(iterations) }
+        if let batchSize { guard batchSize > 0 else { throw UserError("--batch-size must be positive") }; recipe.batchSize = batchSize }
+        if let lr {
+            guard lr > 0, lr.isFinite else { throw UserError("--lr must be positive") }
+            recipe.schedule = recipe.schedule.scaled(toPeak: lr)
+        }
+        if let optimizer { recipe.optimizer = optimizer }
+        if let momentum { recipe.momentum = momentum }
+        if let nesterov { recipe.nesterov = nesterov }
+        if let weightDecay { recipe.weightDecay = weightDecay }
+        if let labelSmoothing {
+            guard (0..<1).contains(labelSmoothing) else { throw UserError("--label-smoothing must be in 0..<1") }
+            recipe.labelSmoothing = labelSmoothing
+        }
+        if let augment {
+            do { recipe.augmentations = try Augmentation.parseList(augment) } catch let e as DataOptionError { throw UserError(e.description) }
+        }
+        if let normalization { recipe.normalization = normalization }
+        if let validation { guard validation >= 0 else { throw UserError("--validation must be >= 0") }; recipe.validationCount = validation }
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a network (default: ResNet-20 on CIFAR-10 with the he2016 recipe).",
+        discussion: "Recipes: \(Recipe.presets.map { "\($0.name) (\($0.about))" }.joined(separator: "; ")).")
+
+    @Option(help: "The network (see `resnet summary --help`).") var model = "resnet20"
+    @Option(help: "Shortcut option A, B or C.") var shortcut: ShortcutOption = .b
+    @OptionGroup var data: DataChoice
+    @Option(help: "Recipe: \(Recipe.presets.map(\.name).joined(separator: ", ")).") var recipe = "he2016"
+    @Option(help: "A recipe file (JSON) to start from; flags override it.") var config: String?
+    @OptionGroup var overrides: RecipeOverrides
+    @Option(help: "Random seed: weights, split, order, augmentation, dropout.") var seed: UInt64 = 0
+    @Option(help: "Run directory (default: runs/MODEL-DATASET-RECIPE-TIME).") var runDir: String?
+    @Option(help: "Continue the run in this directory.") var resume: String?
+    @Flag(help: "Pin everything that affects the result (thread count included) so a resumed run ends with the same weights.")
+    var deterministic = false
+    @Flag(help: "List the recipes and exit.") var listRecipes = false
+    @Flag(help: "Print the result as JSON.") var json = false
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        if listRecipes {
+            for r in Recipe.presets { print("\(r.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(r.about)") }
+            return
+        }
+        engine.apply()
+        do { try train() } catch let error as TrainingError {
+            throw UserError(error.description)
+        } catch let error as ModelError {
+            throw UserError(error.description)
+        }
+    }
+
+    private func train() throws {
+        let directory: URL
+        let configuration: RunConfiguration
+        let loaded: LoadedDataset
+        if let resume {
+            directory = URL(fileURLWithPath: resume)
+            configuration = try Trainer.loadConfiguration(directory)
+            if configuration.deterministic { ComputeEngine.shared.setThreadCount(configuration.threads) }
+            loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath)
+        } else {
+            var recipe = try Recipe.named(self.recipe)
+            if let config {
+                guard let data = FileManager.default.contents(atPath: config) else { throw UserError("\(config): cannot read the recipe file") }
+                do { recipe = try JSONDecoder().decode(Recipe.self, from: data) } catch {
+                    throw UserError("\(config): not a recipe (\(error))")
+                }
+            }
+            try overrides.apply(to: &recipe)
+            var data = self.data
+            loaded = try loadWithFallback(&data)
+            guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
+            let depth = try ModelDefinition(name: model).configuration?.depth
+            recipe = recipe.adapted(toDepth: depth)
+            let (trainIndices, _) = try splitIndices(train, recipe: recipe)
+            let normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
+            configuration = RunConfiguration(
+                model: model, modelOptions: ModelOptions(shortcut: shortcut),
+                imageShape: [train.channels, train.height, train.width], classNames: loaded.classNames,
+                dataset: data.dataset, dataPath: data.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
+                recipe: recipe, seed: seed, normalization: normalization, trainingCount: trainIndices.count,
+                validationCount: recipe.validationCount, threads: ComputeEngine.shared.threadCount, deterministic: deterministic)
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            directory = URL(fileURLWithPath: runDir ?? "runs/\(model)-\(data.dataset)-\(recipe.name)-\(stamp)")
+        }
+        guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
+        let (trainIndices, validationIndices) = try splitIndices(train, recipe: configuration.recipe)
+        let trainer = try Trainer(configuration: configuration, training: train.subset(trainIndices),
+                                  validation: validationIndices.isEmpty ? nil : train.subset(validationIndices),
+                                  runDirectory: directory, resume: resume != nil)
+        let r = configuration.recipe
+        if !json {
+            say("\(configuration.model) on \(configuration.dataset): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads")
+            say("recipe \(r.name): \(r.optimizer) batch \(r.batchSize), \(r.schedule.resolvingLength(r.totalIterations(trainingCount: trainIndices.count)).summary), augment \(r.augmentations.map(\.specification).joined(separator: ",")), run \(directory.path)")
+        }
+        let terminal = isatty(1) == 1 && !json
+        var lastDraw = Date.distantPast
+        trainer.log = { line in
+            if terminal { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
+            if !json { say(line) }
+        }
+        if terminal {
+            trainer.progress = { batch, batches, loss, accuracy, rate, lr in
+                guard -lastDraw.timeIntervalSinceNow > 0.25 || batch == batches else { return }
+                lastDraw = Date()
+                let eta = Double(batches - batch) * (Double(r.batchSize) / max(rate, 1))
+                let width = 24, filled = width * batch / max(1, batches)
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                let line = String(format: "\r\u{1B}[K[%@] %d/%d  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s  ETA %.0fs",
+                                  bar, batch, batches, loss, 100 * accuracy, lr, rate, eta)
+                FileHandle.standardOutput.write(Data(line.utf8))
+            }
+        }
+        let interruption = trainer.interruption
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            if interruption.isSet { _exit(130) }
+            interruption.set()
+            FileHandle.standardError.write(Data("\nstopping after this step (Ctrl-C again to quit at once)\n".utf8))
+        }
+        source.resume()
+        let outcome = try trainer.run()
+        source.cancel()
+        if outcome.interrupted { throw ExitCode(130) }
+
+        // The test set is used once, by the checkpoint chosen on validation accuracy.
+        var test: EvaluationResult?
+        if let testSet = loaded.split("test") {
+            let best = directory.appendingPathComponent("best.safetensors")
+            let chosen = FileManager.default.fileExists(atPath: best.path) ? best : directory.appendingPathComponent("last.safetensors")
+            let model = try configuration.buildModel()
+            try loadWeights(try SafeTensors.read(chosen).tensors, into: model, path: chosen.path)
+            test = try Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count)
+                .evaluate(testSet, normalization: configuration.normalization)
+            if let test {
+                try writeAtomically(try JSONEncoder().encode(test), to: directory.appendingPathComponent("test.json"))
+                if !json {
+                    say(String(format: "test accuracy %.2f%% (top-5 %.2f%%, loss %.4f) with %@ (epoch %d, validation %.2f%%)",
+                                 100 * test.top1, 100 * test.top5, test.loss, chosen.lastPathComponent,
+                                 outcome.state.bestEpoch ?? outcome.state.epoch, 100 * (outcome.state.bestValidationAccuracy ?? .nan)))
+                }
+            }
+        }
+        if json {
+            var result: [String: Any] = ["run_dir": directory.path, "model": configuration.model, "recipe": r.name,
+                                         "epochs": outcome.state.epoch, "steps": outcome.state.step,
+                                         "stop_reason": outcome.state.stopReason ?? ""]
+            if let v = outcome.state.bestValidationAccuracy { result["best_val_accuracy"] = v }
+            if let test { result["test_top1"] = test.top1; result["test_top5"] = test.top5; result["test_loss"] = test.loss }
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
+/// Loads a data set, turning data errors into one-line user errors.
+func loadDatasetForUser(_ name: String, _ path: String?) throws -> LoadedDataset {
+    do { return try loadDataset(named: name, from: path) } catch let error as DataError {
+        throw UserError(error.description)
+    } catch let error as DataOptionError {
+        throw UserError(error.description)
+    }
+}
+
+/// The seeded, stratified train/validation split of a recipe.
+func splitIndices(_ train: ImageDataset, recipe: Recipe) throws -> (train: [Int], validation: [Int]) {
+    guard recipe.validationCount > 0 else { return (Array(0..<train.count), []) }
+    do { return try train.stratifiedSplit(validationCount: recipe.validationCount, seed: 0) } catch let e as DataOptionError {
+        throw UserError(e.description)
+    }
+}
+
+extension LearningRateSchedule {
+    /// The same shape with every rate scaled so that the largest is `peak`.
+    func scaled(toPeak peak: Float) -> LearningRateSchedule {
+        let factor = peak / self.peak
+        switch self {
+        case .constant(let r): return .constant(r * factor)
+        case .multiStep(let b, let m, let k, let u): return .multiStep(base: b * factor, milestones: m, multipliers: k, unit: u)
+        case .warmup(let i, let r, let l, let then): return .warmup(iterations: i, learningRate: r * factor, linear: l, then: then.scaled(toPeak: peak))
+        case .cosine(let b, let m, let i): return .cosine(base: b * factor, minimum: m * factor, iterations: i)
+        case .oneCycle(let m, let i, let w, let d, let f): return .oneCycle(maximum: m * factor, iterations: i, warmupFraction: w, divFactor: d, finalDivFactor: f)
+        }
+    }
+
+    var peak: Float {
+        switch self {
+        case .constant(let r): return r
+        case .multiStep(let b, _, let k, _): return max(b, (k.map { b * $0 }.max() ?? b))
+        case .warmup(_, let r, _, let then): return max(r, then.peak)
+        case .cosine(let b, _, _): return b
+        case .oneCycle(let m, _, _, _, _): return m
+        }
+    }
+}
+
+/// Loads a data set by name, detecting its format from `path`.
+func loadDataset(named name: String, from path: String?) throws -> LoadedDataset {
+    guard let kind = DatasetName(rawValue: name.lowercased()) else {
+        throw DataOptionError("unknown data set '\(name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return try LoadedDataset.load(kind, from: path)
+}
+
+/// Prints a line at once, unbuffered (so that `nohup resnet train > log` shows progress), in
+/// order with the progress bar's writes.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Loads the data set; when CIFAR-10/100 or Fashion-MNIST is not on disk and no path was given,
+/// downloads it, and when that fails for CIFAR-10, trains on the sample the repository ships.
+func loadWithFallback(_ choice: inout DataChoice) throws -> LoadedDataset {
+    do {
+        return try loadDataset(named: choice.dataset, from: choice.data)
+    } catch DataError.datasetNotFound(let name, _, _) where choice.data == nil {
+        guard let kind = DatasetName(rawValue: name), let download = DatasetDownload.standard(kind) else { throw UserError("\(name) not found") }
+        say("\(name) is not in \(kind.cacheDirectory): downloading it")
+        do {
+            try Downloader(log: { say($0) }).download(download, to: kind.cacheDirectory)
+            return try loadDatasetForUser(choice.dataset, nil)
+        } catch {
+            guard kind == .cifar10 else { throw UserError("\(error)") }
+            let sample = try extractShippedSample()
+            say("download failed (\(error)); training on the CIFAR-10 sample shipped with SwiftResNet (5,000 training, 1,000 test images): far too small for the paper's accuracy")
+            choice.dataset = "folder"
+            choice.data = sample
+            return try loadDatasetForUser("folder", sample)
+        }
+    } catch let error as DataError {
+        throw UserError(error.description)
+    }
+}
+
+/// Unpacks `data/cifar10-sample.tar.gz` of the source tree (or `RESNET_SAMPLE`) into the cache once.
+func extractShippedSample() throws -> String {
+    let environment = ProcessInfo.processInfo.environment
+    let archive = environment["RESNET_SAMPLE"] ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("data/cifar10-sample.tar.gz").path
+    let destination = DatasetName.folder.cacheDirectory
+    let root = destination + "/cifar10-sample"
+    if FileManager.default.fileExists(atPath: root + "/train") { return root }
+    guard FileManager.default.fileExists(atPath: archive) else {
+        throw UserError("CIFAR-10 is not on disk, cannot be downloaded, and the shipped sample \(archive) is missing: run `resnet download cifar10` or pass --data")
+    }
+    try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+    let tar = Process()
+    tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
+    tar.arguments = ["-xzf", archive, "-C", destination]
+    try tar.run()
+    tar.waitUntilExit()
+    guard tar.terminationStatus == 0 else { throw UserError("\(archive): cannot unpack the sample (tar exit \(tar.terminationStatus))") }
+    return root
+}

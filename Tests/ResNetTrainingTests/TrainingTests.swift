@@ -1,0 +1,275 @@
+import Foundation
+import ResNetData
+import ResNetModels
+import ResNetTensors
+import ResNetTraining
+import Testing
+
+@Suite("Schedules, plateau, early stopping")
+struct ScheduleTests {
+    @Test("the paper's schedule: 0.1, 0.01 from 32k, 0.001 from 48k iterations; ResNet-110 warms up at 0.01")
+    func paper() {
+        let s = LearningRateSchedule.he2016
+        #expect(s.learningRate(step: 0, stepsPerEpoch: 351) == 0.1)
+        #expect(s.learningRate(step: 31_999, stepsPerEpoch: 351) == 0.1)
+        #expect(abs(s.learningRate(step: 32_000, stepsPerEpoch: 351) - 0.01) < 1e-7)
+        #expect(abs(s.learningRate(step: 48_000, stepsPerEpoch: 351) - 0.001) < 1e-8)
+        let deep = Recipe.he2016.adapted(toDepth: 110).schedule
+        #expect(deep.learningRate(step: 0, stepsPerEpoch: 351) == 0.01)
+        #expect(deep.learningRate(step: 399, stepsPerEpoch: 351) == 0.01)
+        #expect(deep.learningRate(step: 400, stepsPerEpoch: 351) == 0.1)
+        #expect(Recipe.he2016.adapted(toDepth: 56).schedule == .he2016)
+    }
+
+    @Test("the Keras example's epoch schedule")
+    func keras() {
+        let s = LearningRateSchedule.kerasExample, n = 100
+        func at(_ epoch: Int) -> Float { s.learningRate(step: epoch * n + 5, stepsPerEpoch: n) }
+        #expect(at(0) == 1e-3 && at(80) == 1e-3)
+        #expect(abs(at(81) - 1e-4) < 1e-10 && abs(at(120) - 1e-4) < 1e-10)
+        #expect(abs(at(121) - 1e-5) < 1e-11)
+        #expect(abs(at(161) - 1e-6) < 1e-12)
+        #expect(abs(at(181) - 5e-7) < 1e-12)
+    }
+
+    @Test("cosine and one-cycle endpoints (PyTorch OneCycleLR conventions); linear warm-up")
+    func continuous() {
+        let cosine = LearningRateSchedule.cosine(base: 0.1, minimum: 0, iterations: 100)
+        #expect(cosine.learningRate(step: 0, stepsPerEpoch: 10) == 0.1)
+        #expect(abs(cosine.learningRate(step: 50, stepsPerEpoch: 10) - 0.05) < 1e-6)
+        #expect(cosine.learningRate(step: 100, stepsPerEpoch: 10) < 1e-7)
+        let one = LearningRateSchedule.oneCycle(maximum: 0.4, iterations: 1000, warmupFraction: 0.3, divFactor: 25, finalDivFactor: 1e4)
+        #expect(abs(one.learningRate(step: 0, stepsPerEpoch: 10) - 0.016) < 1e-7)
+        #expect(abs(one.learningRate(step: 299, stepsPerEpoch: 10) - 0.4) < 1e-6)
+        #expect(abs(one.learningRate(step: 999, stepsPerEpoch: 10) - 0.016 / 1e4) < 1e-9)
+        #expect(one.learningRate(step: 150, stepsPerEpoch: 10) > one.learningRate(step: 100, stepsPerEpoch: 10))
+        #expect(one.learningRate(step: 700, stepsPerEpoch: 10) < one.learningRate(step: 500, stepsPerEpoch: 10))
+        let warm = LearningRateSchedule.warmup(iterations: 10, learningRate: 0, linear: true, then: .constant(0.5))
+        #expect(abs(warm.learningRate(step: 5, stepsPerEpoch: 1) - 0.25) < 1e-7)
+        #expect(LearningRateSchedule.oneCycle(maximum: 1, iterations: 0, warmupFraction: 0.5, divFactor: 10, finalDivFactor: 10)
+            .resolvingLength(200) == .oneCycle(maximum: 1, iterations: 200, warmupFraction: 0.5, divFactor: 10, finalDivFactor: 10))
+    }
+
+    @Test("plateau multiplies the schedule: a later schedule drop still applies, and a reduction survives it")
+    func plateauComposes() {
+        let schedule = LearningRateSchedule.multiStep(base: 0.1, milestones: [5], multipliers: [0.1], unit: .epoch)
+        var plateau = ReduceLROnPlateau(factor: 0.5, patience: 2, cooldown: 1, minimumLearningRate: 1e-6)
+        var rates: [Float] = []
+        let losses: [Float] = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 0.99]
+        for (epoch, loss) in losses.enumerated() {
+            let scheduled = schedule.learningRate(step: epoch, stepsPerEpoch: 1)
+            rates.append(scheduled * plateau.multiplier)
+            plateau.record(loss, scheduled: scheduled)
+        }
+        // epochs 0-3 at 0.1; two bad evaluations (2, 3) halve it; cooldown 1; the schedule's x0.1 at 5.
+        #expect(rates[0...3].allSatisfy { abs($0 - 0.1) < 1e-7 })
+        #expect(abs(rates[4] - 0.05) < 1e-7)
+        #expect(abs(rates[5] - 0.005) < 1e-8, "schedule drop and plateau reduction compose")
+        #expect(plateau.multiplier <= 0.25 + 1e-7, "kept reducing after the cooldown")
+        var floor = ReduceLROnPlateau(factor: 0.1, patience: 1, minimumLearningRate: 0.01)
+        for loss: Float in [1, 2, 3, 4, 5] { floor.record(loss, scheduled: 0.1) }
+        #expect(abs(floor.multiplier * 0.1 - 0.01) < 1e-8, "never below the minimum rate")
+    }
+
+    @Test("early stopping waits `patience` evaluations without improvement")
+    func earlyStopping() {
+        var rule = EarlyStopping(patience: 3)
+        let decisions = [0.5, 0.6, 0.6, 0.55, 0.61, 0.6, 0.6, 0.6].map { rule.record(Float($0)) }
+        #expect(decisions == [false, false, false, false, false, false, false, true])
+        #expect(rule.best == 0.61)
+    }
+}
+
+@Suite("Checkpoints")
+struct CheckpointTests {
+    func temporaryDirectory() -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-test-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test("safetensors round trip, the standard header layout, atomic write leaves no temporary file")
+    func roundTrip() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("w.safetensors")
+        let tensors = ["conv.weight": SafeTensors.Tensor(shape: [2, 1, 1, 3], values: [1, -2, 3.5, 4, 5, .pi]),
+                       "fc.bias": SafeTensors.Tensor(shape: [2], values: [0.25, -0.5])]
+        try SafeTensors.write(tensors, metadata: ["format": "pt"], to: url)
+        let (read, metadata) = try SafeTensors.read(url)
+        #expect(read == tensors)
+        #expect(metadata == ["format": "pt"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["w.safetensors"])
+        let bytes = try Data(contentsOf: url)
+        let headerLength = bytes.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        #expect(headerLength % 8 == 0)
+        #expect(bytes.count == 8 + headerLength + 4 * 8)
+        let header = try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + headerLength))) as! [String: Any]
+        #expect((header["conv.weight"] as? [String: Any])?["dtype"] as? String == "F32")
+    }
+
+    @Test("corrupt and truncated files name the file and the problem")
+    func corrupt() throws {
+        let tensors = ["w": SafeTensors.Tensor(shape: [4], values: [1, 2, 3, 4])]
+        let good = try SafeTensors.encode(tensors)
+        func message(_ data: Data) -> String {
+            do { _ = try SafeTensors.decode(data, path: "x.safetensors"); return "" } catch { return "\(error)" }
+        }
+        #expect(message(good.prefix(good.count - 3)).contains("truncated"))
+        #expect(message(Data([1, 2, 3])).contains("x.safetensors"))
+        #expect(message(Data(repeating: 0xFF, count: 64)).contains("header length"))
+        var bogus = good
+        bogus[9] = 0x7B; bogus[10] = 0x7B
+        #expect(message(bogus).contains("x.safetensors"))
+        // Random mutations never crash.
+        var random = DataRandom(seed: 3)
+        for _ in 0..<2_000 {
+            var m = good
+            for _ in 0..<3 { m[Int(random.next() % UInt64(m.count))] = UInt8(truncatingIfNeeded: random.next()) }
+            _ = try? SafeTensors.decode(m.prefix(Int(random.next() % UInt64(m.count + 1))), path: "fuzz")
+        }
+    }
+}
+
+@Suite("Training runs", .serialized)
+struct TrainingRunTests {
+    static let fashion = "/usr/share/datasets/fashion-mnist"
+
+    /// 1,024 training and 256 validation images of Fashion-MNIST, ResNet-8 (1 block per stage).
+    func setUp(recipe: Recipe, dir: URL, seed: UInt64 = 5) throws -> (RunConfiguration, ImageDataset, ImageDataset)? {
+        guard FileManager.default.fileExists(atPath: Self.fashion) else { return nil }
+        let all = try FashionMNIST.load(directory: Self.fashion, split: .train).prefix(1_280)
+        let (t, v) = try all.stratifiedSplit(validationCount: 256, seed: 0)
+        let train = all.subset(t), validation = all.subset(v)
+        let configuration = RunConfiguration(
+            model: "cifar-resnet8", modelOptions: ModelOptions(shortcut: .a), imageShape: [1, 28, 28],
+            classNames: FashionMNIST.classNames, dataset: "fashion-mnist", dataPath: nil, recipe: recipe, seed: seed,
+            normalization: Normalization.fit(recipe.normalization, on: train), trainingCount: train.count,
+            validationCount: validation.count, threads: 2, deterministic: true)
+        return (configuration, train, validation)
+    }
+
+    func smallRecipe() -> Recipe {
+        var r = Recipe.fast
+        r.duration = .epochs(3)
+        r.batchSize = 64
+        r.validationCount = 256
+        return r
+    }
+
+    func weights(_ dir: URL) throws -> [String: SafeTensors.Tensor] {
+        try SafeTensors.read(dir.appendingPathComponent("last.safetensors")).tensors
+    }
+
+    @Test("an interrupted and resumed run ends with exactly the weights of an uninterrupted one; so does a restart from an older checkpoint (a kill between checkpoints)")
+    func exactResume() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let whole = base.appendingPathComponent("whole"), split = base.appendingPathComponent("split")
+        guard let (configuration, train, validation) = try setUp(recipe: smallRecipe(), dir: whole) else {
+            print("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"); return
+        }
+        let reference = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: whole, resume: false)
+        reference.log = { _ in }
+        let finished = try reference.run()
+        #expect(finished.state.finished && finished.state.history.count == 3)
+        #expect(FileManager.default.fileExists(atPath: whole.appendingPathComponent("best.safetensors").path))
+        let csv = try String(contentsOf: whole.appendingPathComponent("metrics.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 4)
+
+        // Interrupted in the middle of epoch 2 (Ctrl-C), then resumed.
+        let first = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: false)
+        first.log = { _ in }
+        first.progress = { batch, _, _, _, _, _ in if first.state.epoch == 1 && batch == 7 { first.interruption.set() } }
+        let stopped = try first.run()
+        #expect(stopped.interrupted && stopped.state.step == 16 + 7)
+        // Keep the epoch-1 checkpoint... there is only the latest; copy it to simulate a later crash.
+        let saved = try Data(contentsOf: split.appendingPathComponent("last.safetensors"))
+        let second = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
+        second.log = { _ in }
+        _ = try second.run()
+        #expect(try weights(split) == weights(whole), "resumed from mid-epoch")
+
+        // A run that crashed after that checkpoint (kill -9 before the next) restarts from it.
+        try saved.write(to: split.appendingPathComponent("last.safetensors"))
+        let third = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
+        third.log = { _ in }
+        _ = try third.run()
+        #expect(try weights(split) == weights(whole), "restarted from an older checkpoint")
+    }
+
+    @Test("a run learns; bad requests fail with one line and overwrite nothing")
+    func learnsAndRefuses() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-run-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        guard let (configuration, train, validation) = try setUp(recipe: smallRecipe(), dir: dir) else {
+            print("skipped: Fashion-MNIST not installed"); return
+        }
+        let trainer = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: dir, resume: false)
+        trainer.log = { _ in }
+        let outcome = try trainer.run()
+        #expect((outcome.state.bestValidationAccuracy ?? 0) > 0.5, "chance is 0.1")
+        let before = try Data(contentsOf: dir.appendingPathComponent("last.safetensors"))
+
+        func message(_ body: () throws -> Any) -> String { do { _ = try body(); return "" } catch { return "\(error)" } }
+        #expect(message { try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: dir, resume: false) }
+            .contains("already holds a run"))
+        var other = configuration
+        other.model = "cifar-resnet14"
+        #expect(message { try Trainer(configuration: other, training: train, validation: validation, runDirectory: dir, resume: true) }
+            .contains("other settings"))
+        #expect(message { try Trainer(configuration: configuration, training: train, validation: validation,
+                                      runDirectory: dir.appendingPathComponent("missing"), resume: true) }.contains("no run to resume"))
+        #expect(try Data(contentsOf: dir.appendingPathComponent("last.safetensors")) == before, "nothing overwritten")
+
+        // A checkpoint for another architecture.
+        let wrong = try other.buildModel()
+        #expect(message { try loadWeights(try SafeTensors.read(dir.appendingPathComponent("best.safetensors")).tensors, into: wrong, path: "best") }
+            .contains("another architecture"))
+    }
+
+    @Test("a diverging run stops with a clear message and keeps the last good checkpoint")
+    func divergence() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-nan-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var recipe = smallRecipe()
+        recipe.schedule = .multiStep(base: 0.05, milestones: [1], multipliers: [1e30], unit: .epoch)
+        recipe.optimizer = .sgd
+        recipe.labelSmoothing = 0
+        guard let (configuration, train, validation) = try setUp(recipe: recipe, dir: dir) else { return }
+        let trainer = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: dir, resume: false)
+        trainer.log = { _ in }
+        var message = ""
+        do { _ = try trainer.run() } catch { message = "\(error)" }
+        #expect(message.contains("diverged"))
+        let last = try SafeTensors.read(dir.appendingPathComponent("last.safetensors"))
+        #expect(last.tensors.values.allSatisfy { $0.values.allSatisfy(\.isFinite) })
+    }
+}
+
+@Suite("TensorBoard")
+struct TensorBoardTests {
+    @Test("event files are TFRecords of Event protos with valid masked CRC-32C")
+    func eventFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tb-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let writer = try TensorBoardWriter(directory: dir)
+        writer.scalars([("train/loss", 1.5), ("val/accuracy", 0.75)], step: 3)
+        let bytes = [UInt8](try Data(contentsOf: writer.url))
+        var offset = 0, records: [[UInt8]] = []
+        while offset < bytes.count {
+            let length = Int(bytes[offset..<(offset + 8)].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+            let lengthCRC = bytes[(offset + 8)..<(offset + 12)].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+            #expect(lengthCRC == TensorBoardTesting.maskedCRC(Array(bytes[offset..<(offset + 8)])))
+            let payload = Array(bytes[(offset + 12)..<(offset + 12 + length)])
+            let payloadCRC = bytes[(offset + 12 + length)..<(offset + 16 + length)].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+            #expect(payloadCRC == TensorBoardTesting.maskedCRC(payload))
+            records.append(payload)
+            offset += 16 + length
+        }
+        #expect(records.count == 2)
+        #expect(String(decoding: records[0], as: UTF8.self).contains("brain.Event:2"))
+        #expect(String(decoding: records[1], as: UTF8.self).contains("val/accuracy"))
+        #expect(TensorBoardTesting.crc(Array("123456789".utf8)) == 0xE306_9283)
+    }
+}
