@@ -29,6 +29,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System libraries from Debian packages (see scripts/install-deps.sh).
@@ -51,6 +52,7 @@ let package = Package(
         .executableTarget(name: "resnet", dependencies: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hotSettings),
 
         // The plain-Swift oracle every oneDNN op is tested against. Tests only.

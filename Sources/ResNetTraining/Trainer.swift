@@ -393,6 +393,9 @@ public final class Trainer {
         }
         try writeAtomically(Data(csv.utf8), to: runDirectory.appendingPathComponent("metrics.csv"))
         try writeAtomically(Data(lines.utf8), to: runDirectory.appendingPathComponent("metrics.jsonl"))
+        do { try writeTrainingCurves(state.history, to: runDirectory.appendingPathComponent("curves.png").path) } catch {
+            log("could not draw curves.png: \(error)")
+        }
     }
 }
 

@@ -5,19 +5,23 @@ import ResNetData
 import ResNetEngine
 import ResNetModels
 import ResNetTraining
+import Yams
 
 extension Normalization.Kind: ExpressibleByArgument {}
 extension Recipe.OptimizerKind: ExpressibleByArgument {}
 
 /// `--dataset NAME --data PATH`, shared by train, evaluate and dataset-info.
 struct DataChoice: ParsableArguments {
-    @Option(help: "Data set: cifar10, cifar100, fashion-mnist, mnist or folder.")
-    var dataset = "cifar10"
+    @Option(help: "Data set: cifar10 (default), cifar100, fashion-mnist, mnist or folder.")
+    var dataset: String?
 
     @Option(help: "Where the data set is: a folder, a .tar.gz or IDX files (default: the per-user cache, see `resnet download`).")
     var data: String?
 
-    func load() throws -> LoadedDataset { try loadDatasetForUser(dataset, data) }
+    /// The data set's name, `cifar10` unless given.
+    var name: String { dataset ?? "cifar10" }
+
+    func load() throws -> LoadedDataset { try loadDatasetForUser(name, data) }
 }
 
 /// Every recipe setting as an optional flag: a flag given overrides the recipe (and the config file).
@@ -64,13 +68,14 @@ struct Train: ParsableCommand {
         abstract: "Train a network (default: ResNet-20 on CIFAR-10 with the he2016 recipe).",
         discussion: "Recipes: \(Recipe.presets.map { "\($0.name) (\($0.about))" }.joined(separator: "; ")).")
 
-    @Option(help: "The network (see `resnet summary --help`).") var model = "resnet20"
-    @Option(help: "Shortcut option A, B or C.") var shortcut: ShortcutOption = .b
+    @Option(help: "The network (default resnet20; see `resnet summary --help`).") var model: String?
+    @Option(help: "Shortcut option A, B (default) or C.") var shortcut: ShortcutOption?
     @OptionGroup var data: DataChoice
-    @Option(help: "Recipe: \(Recipe.presets.map(\.name).joined(separator: ", ")).") var recipe = "he2016"
-    @Option(help: "A recipe file (JSON) to start from; flags override it.") var config: String?
+    @Option(help: "Recipe: \(Recipe.presets.map(\.name).joined(separator: ", ")) (default he2016).") var recipe: String?
+    @Option(help: "A run file (YAML or JSON) with any of these options as keys (batch_size, lr, augment, ...); flags override it.")
+    var config: String?
     @OptionGroup var overrides: RecipeOverrides
-    @Option(help: "Random seed: weights, split, order, augmentation, dropout.") var seed: UInt64 = 0
+    @Option(help: "Random seed: weights, split, order, augmentation, dropout (default 0).") var seed: UInt64?
     @Option(help: "Run directory (default: runs/MODEL-DATASET-RECIPE-TIME).") var runDir: String?
     @Option(help: "Continue the run in this directory.") var resume: String?
     @Flag(help: "Pin everything that affects the result (thread count included) so a resumed run ends with the same weights.")
@@ -102,15 +107,17 @@ struct Train: ParsableCommand {
             if configuration.deterministic { ComputeEngine.shared.setThreadCount(configuration.threads) }
             loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath)
         } else {
-            var recipe = try Recipe.named(self.recipe)
-            if let config {
-                guard let data = FileManager.default.contents(atPath: config) else { throw UserError("\(config): cannot read the recipe file") }
-                do { recipe = try JSONDecoder().decode(Recipe.self, from: data) } catch {
-                    throw UserError("\(config): not a recipe (\(error))")
-                }
-            }
+            let file = try config.map(RunFile.load) ?? RunFile()
+            let model = self.model ?? file.model ?? "resnet20"
+            let shortcut = try self.shortcut ?? file.shortcut.map(RunFile.shortcut) ?? .b
+            let seed = self.seed ?? file.seed ?? 0
+            var recipe = try Recipe.named(self.recipe ?? file.recipe ?? "he2016")
+            if let schedule = file.schedule { recipe.schedule = schedule }
+            try file.overrides?.apply(to: &recipe)
             try overrides.apply(to: &recipe)
             var data = self.data
+            if data.dataset == nil { data.dataset = file.dataset }
+            if data.data == nil { data.data = file.data }
             loaded = try loadWithFallback(&data)
             guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
             let depth = try ModelDefinition(name: model).configuration?.depth
@@ -120,11 +127,11 @@ struct Train: ParsableCommand {
             configuration = RunConfiguration(
                 model: model, modelOptions: ModelOptions(shortcut: shortcut),
                 imageShape: [train.channels, train.height, train.width], classNames: loaded.classNames,
-                dataset: data.dataset, dataPath: data.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
+                dataset: data.name, dataPath: data.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
                 recipe: recipe, seed: seed, normalization: normalization, trainingCount: trainIndices.count,
                 validationCount: recipe.validationCount, threads: ComputeEngine.shared.threadCount, deterministic: deterministic)
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            directory = URL(fileURLWithPath: runDir ?? "runs/\(model)-\(data.dataset)-\(recipe.name)-\(stamp)")
+            directory = URL(fileURLWithPath: runDir ?? file.runDir ?? "runs/\(model)-\(data.name)-\(recipe.name)-\(stamp)")
         }
         guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
         let (trainIndices, validationIndices) = try splitIndices(train, recipe: configuration.recipe)
@@ -174,10 +181,14 @@ struct Train: ParsableCommand {
             let chosen = FileManager.default.fileExists(atPath: best.path) ? best : directory.appendingPathComponent("last.safetensors")
             let model = try configuration.buildModel()
             try loadWeights(try SafeTensors.read(chosen).tensors, into: model, path: chosen.path)
+            let sampler = PredictionSampler(labels: testSet.labels)
             test = try Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count)
-                .evaluate(testSet, normalization: configuration.normalization)
+                .evaluate(testSet, normalization: configuration.normalization, onPrediction: sampler.record)
             if let test {
                 try writeAtomically(try JSONEncoder().encode(test), to: directory.appendingPathComponent("test.json"))
+                try writeConfusionMatrix(test, to: directory.appendingPathComponent("confusion_matrix.png").path)
+                try writePredictionGallery(images: testSet, predictions: sampler.predictions,
+                                           to: directory.appendingPathComponent("predictions.png").path)
                 if !json {
                     say(String(format: "test accuracy %.2f%% (top-5 %.2f%%, loss %.4f) with %@ (epoch %d, validation %.2f%%)",
                                  100 * test.top1, 100 * test.top5, test.loss, chosen.lastPathComponent,
@@ -256,13 +267,13 @@ func say(_ line: String) {
 /// downloads it, and when that fails for CIFAR-10, trains on the sample the repository ships.
 func loadWithFallback(_ choice: inout DataChoice) throws -> LoadedDataset {
     do {
-        return try loadDataset(named: choice.dataset, from: choice.data)
+        return try loadDataset(named: choice.name, from: choice.data)
     } catch DataError.datasetNotFound(let name, _, _) where choice.data == nil {
         guard let kind = DatasetName(rawValue: name), let download = DatasetDownload.standard(kind) else { throw UserError("\(name) not found") }
         say("\(name) is not in \(kind.cacheDirectory): downloading it")
         do {
             try Downloader(log: { say($0) }).download(download, to: kind.cacheDirectory)
-            return try loadDatasetForUser(choice.dataset, nil)
+            return try loadDatasetForUser(choice.name, nil)
         } catch {
             guard kind == .cifar10 else { throw UserError("\(error)") }
             let sample = try extractShippedSample()
@@ -295,4 +306,110 @@ func extractShippedSample() throws -> String {
     tar.waitUntilExit()
     guard tar.terminationStatus == 0 else { throw UserError("\(archive): cannot unpack the sample (tar exit \(tar.terminationStatus))") }
     return root
+}
+
+/// A run file (`--config run.yaml` or `.json`): the options of `resnet train` as keys, in
+/// snake_case (`batch_size: 64`), plus an optional full `schedule` in its JSON form.
+struct RunFile: Decodable {
+    var model: String?
+    var shortcut: String?
+    var dataset: String?
+    var data: String?
+    var recipe: String?
+    var seed: UInt64?
+    var runDir: String?
+    var schedule: LearningRateSchedule?
+    /// Every recipe option, each set (to nil when absent): decoded files only.
+    var overrides: RecipeOverrides?
+
+    enum CodingKeys: String, CodingKey {
+        case model, shortcut, dataset, data, recipe, seed, schedule, runDir = "run_dir"
+        case epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
+        case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, validation
+    }
+
+    init() {}
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        shortcut = try c.decodeIfPresent(String.self, forKey: .shortcut)
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset)
+        data = try c.decodeIfPresent(String.self, forKey: .data)
+        recipe = try c.decodeIfPresent(String.self, forKey: .recipe)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        runDir = try c.decodeIfPresent(String.self, forKey: .runDir)
+        schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule)
+        var o = RecipeOverrides()
+        o.epochs = try c.decodeIfPresent(Int.self, forKey: .epochs)
+        o.iterations = try c.decodeIfPresent(Int.self, forKey: .iterations)
+        o.batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize)
+        o.lr = try c.decodeIfPresent(Float.self, forKey: .lr)
+        o.optimizer = try c.decodeIfPresent(String.self, forKey: .optimizer).map { name in
+            guard let kind = Recipe.OptimizerKind(rawValue: name) else {
+                throw DecodingError.dataCorruptedError(forKey: .optimizer, in: c, debugDescription: "optimizer must be sgd, adam or adamw")
+            }
+            return kind
+        }
+        o.momentum = try c.decodeIfPresent(Float.self, forKey: .momentum)
+        o.nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov)
+        o.weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay)
+        o.labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing)
+        o.augment = try c.decodeIfPresent(String.self, forKey: .augment)
+        o.normalization = try c.decodeIfPresent(String.self, forKey: .normalization).map { name in
+            guard let kind = Normalization.Kind(rawValue: name) else {
+                throw DecodingError.dataCorruptedError(forKey: .normalization, in: c, debugDescription: "normalization must be none, channel or pixel")
+            }
+            return kind
+        }
+        o.validation = try c.decodeIfPresent(Int.self, forKey: .validation)
+        overrides = o
+    }
+
+    /// Reads a YAML (`.yaml`, `.yml`) or JSON file; unknown keys are errors, not ignored.
+    static func load(_ path: String) throws -> RunFile {
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw UserError("\(path): cannot read the run file") }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let yaml = path.hasSuffix(".yaml") || path.hasSuffix(".yml")
+        do {
+            let keys: [String]
+            if yaml {
+                guard let object = try Yams.load(yaml: text) as? [String: Any] else { throw UserError("\(path): expected a mapping of options") }
+                keys = Array(object.keys)
+            } else {
+                guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else { throw UserError("\(path): expected a JSON object of options") }
+                keys = Array(object.keys)
+            }
+            let known = Set(["model", "shortcut", "dataset", "data", "recipe", "seed", "schedule", "run_dir", "epochs", "iterations",
+                             "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "augment",
+                             "normalization", "validation"])
+            if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
+                throw UserError("\(path): unknown option '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
+            }
+            return yaml ? try YAMLDecoder().decode(RunFile.self, from: text) : try JSONDecoder().decode(RunFile.self, from: bytes)
+        } catch let error as UserError {
+            throw error
+        } catch let error as DecodingError {
+            throw UserError("\(path): \(describe(error))")
+        } catch {
+            throw UserError("\(path): not valid \(yaml ? "YAML" : "JSON") (\(error))")
+        }
+    }
+
+    static func shortcut(_ text: String) throws -> ShortcutOption {
+        guard let option = ShortcutOption(argument: text) else { throw UserError("shortcut must be A, B or C, got '\(text)'") }
+        return option
+    }
+}
+
+/// One line for a decoding error: the key path and what was wrong.
+func describe(_ error: DecodingError) -> String {
+    func path(_ keys: [CodingKey]) -> String { keys.map(\.stringValue).joined(separator: ".") }
+    switch error {
+    case .typeMismatch(let type, let context): return "'\(path(context.codingPath))' should be \(type)"
+    case .valueNotFound(_, let context): return "'\(path(context.codingPath))' is missing a value"
+    case .keyNotFound(let key, let context): return "'\(path(context.codingPath + [key]))' is missing"
+    case .dataCorrupted(let context): return "'\(path(context.codingPath))': \(context.debugDescription)"
+    @unknown default: return "\(error)"
+    }
 }
