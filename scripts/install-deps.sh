@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what SwiftResNet needs on Debian/Ubuntu (idempotent): oneDNN, zlib, libjpeg-turbo (TurboJPEG API),
-# libpng, LAPACK, and the Fashion-MNIST data set the demo and tests use. Swift itself must already be installed.
+# libpng, LAPACK (OpenBLAS: ZCA whitening fits in seconds instead of minutes), and the Fashion-MNIST data set the demo and tests use. Swift itself must already be installed.
 set -euo pipefail
-packages=(libdnnl-dev zlib1g-dev libturbojpeg0-dev libpng-dev liblapack-dev dataset-fashion-mnist)
+packages=(libdnnl-dev zlib1g-dev libturbojpeg0-dev libpng-dev liblapack-dev libopenblas-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,13 +29,15 @@ public final class BatchLoader: @unchecked Sendable {
     public let dropLast: Bool
     public let augmenter: Augmenter
     public let normalization: Normalization
+    /// The fitted whitening when `normalization` is `.zca`.
+    public let whitening: ZCAWhitening?
     public let seed: UInt64
     /// Batches prepared ahead of the consumer.
     public let prefetch: Int
 
     public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool, dropLast: Bool,
                 augmentations: [Augmentation] = [], normalization: Normalization = .none,
-                seed: UInt64 = 0, prefetch: Int = 3) throws {
+                whitening: ZCAWhitening? = nil, seed: UInt64 = 0, prefetch: Int = 3) throws {
         guard batchSize > 0 else { throw DataOptionError("batch size must be positive, got \(batchSize)") }
         guard dataset.count >= (dropLast ? batchSize : 1) else {
             throw DataOptionError("\(dataset.count) images cannot fill a batch of \(batchSize)")
@@ -45,6 +47,8 @@ public final class BatchLoader: @unchecked Sendable {
             throw DataOptionError("normalization has \(mean.count) channels, the images \(dataset.channels)")
         case .perPixelMean(let mean) where mean.count != dataset.elementsPerImage:
             throw DataOptionError("per-pixel mean has \(mean.count) values, an image \(dataset.elementsPerImage)")
+        case .zca where whitening?.dimension != dataset.elementsPerImage:
+            throw DataOptionError("ZCA whitening needs a matrix fitted on images of this size (fit it with ZCAWhitening.fit)")
         default: break
         }
         self.dataset = dataset
@@ -53,6 +57,7 @@ public final class BatchLoader: @unchecked Sendable {
         self.dropLast = dropLast
         augmenter = Augmenter(augmentations, channels: dataset.channels, height: dataset.height, width: dataset.width)
         self.normalization = normalization
+        self.whitening = whitening
         self.seed = seed
         self.prefetch = max(1, prefetch)
     }
@@ -108,12 +113,15 @@ public final class BatchLoader: @unchecked Sendable {
                 convert(source, to: slot.images + k * perImage)
             }
         }
+        if case .zca = normalization, let whitening {
+            whitening.apply(slot.images, count: count, scratch: slot.scratchFloats(count * perImage))
+        }
     }
 
     private func convert(_ source: UnsafePointer<UInt8>, to out: UnsafeMutablePointer<Float>) {
         let plane = dataset.height * dataset.width
         switch normalization {
-        case .none:
+        case .none, .zca:
             for i in 0..<dataset.elementsPerImage { out[i] = Float(source[i]) * (1 / 255) }
         case .perChannel(let mean, let std):
             for c in 0..<dataset.channels {
@@ -136,6 +144,18 @@ public final class BatchLoader: @unchecked Sendable {
         let scratch: UnsafeMutablePointer<UInt8>
         var count = 0
         var number = 0
+        private var floatScratch: UnsafeMutablePointer<Float>?
+        private var floatScratchCount = 0
+
+        /// Scratch floats for whitening, allocated on first use.
+        func scratchFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+            if floatScratchCount < count {
+                floatScratch?.deallocate()
+                floatScratch = .allocate(capacity: count)
+                floatScratchCount = count
+            }
+            return floatScratch!
+        }
 
         init(batchSize: Int, elementsPerImage: Int) {
             images = .allocate(capacity: batchSize * elementsPerImage)
@@ -145,7 +165,7 @@ public final class BatchLoader: @unchecked Sendable {
         }
 
         deinit {
-            images.deallocate(); labels.deallocate(); indices.deallocate(); scratch.deallocate()
+            images.deallocate(); labels.deallocate(); indices.deallocate(); scratch.deallocate(); floatScratch?.deallocate()
         }
 
         func batch(elementsPerImage: Int) -> Batch {

@@ -10,10 +10,17 @@ public enum Normalization: Codable, Sendable, Equatable {
     case perChannel(mean: [Float], std: [Float])
     /// `v / 255 - mean[c, y, x]`: the paper's "per-pixel mean subtracted" (He et al. 2016, 4.2).
     case perPixelMean([Float])
+    /// ZCA whitening with this epsilon (the Keras tutorial). The D x D matrix is not stored with
+    /// the run: it is fitted again from the training split (``ZCAWhitening/fit(_:epsilon:)``,
+    /// a few seconds) and given to ``BatchLoader`` separately.
+    case zca(epsilon: Float)
+
+    /// The epsilon of ZCA whitening by default (on pixels scaled to 0...1).
+    public static let defaultZCAEpsilon: Float = 0.1
 
     /// Which normalization to fit, as the command line names it.
     public enum Kind: String, Codable, Sendable, CaseIterable {
-        case none, channel = "channel", pixel = "pixel"
+        case none, channel = "channel", pixel = "pixel", zca
     }
 
     /// Fits `kind` on `dataset` (the training split).
@@ -25,6 +32,8 @@ public enum Normalization: Codable, Sendable, Equatable {
             return .perChannel(mean: mean, std: std)
         case .pixel:
             return .perPixelMean(dataset.pixelMean())
+        case .zca:
+            return .zca(epsilon: defaultZCAEpsilon)
         }
     }
 }

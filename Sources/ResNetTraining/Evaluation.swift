@@ -29,11 +29,15 @@ public final class Evaluator {
     public let batchSize: Int
     /// Running statistics (default) or each batch's own (the PyTorch note's evaluation mode).
     public let statistics: BatchNormStatistics
+    /// The fitted whitening when the run's normalization is ZCA.
+    public let whitening: ZCAWhitening?
 
     private struct Planned { let graph: Graph; let images: Tensor; let labels: LabelInput; let logits: Tensor; let loss: Tensor }
     private var graphs: [Int: Planned] = [:]
 
-    public init(model: any Layer, imageShape: [Int], classCount: Int, batchSize: Int = 500, statistics: BatchNormStatistics = .running) {
+    public init(model: any Layer, imageShape: [Int], classCount: Int, batchSize: Int = 500, statistics: BatchNormStatistics = .running,
+                whitening: ZCAWhitening? = nil) {
+        self.whitening = whitening
         self.model = model
         self.imageShape = imageShape
         self.classCount = classCount
@@ -67,7 +71,7 @@ public final class Evaluator {
     public func evaluate(_ dataset: ImageDataset, normalization: Normalization,
                          onPrediction: ((Int, UnsafeBufferPointer<Float>) -> Void)?) throws -> EvaluationResult {
         let loader = try BatchLoader(dataset: dataset, batchSize: batchSize, shuffle: false, dropLast: false,
-                                     normalization: normalization)
+                                     normalization: normalization, whitening: whitening)
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classCount), count: classCount)
         var lossSum = 0.0, top5 = 0
         let epoch = loader.epoch(0)

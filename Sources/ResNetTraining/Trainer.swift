@@ -117,6 +117,8 @@ public final class Trainer {
 
     private let training: ImageDataset
     private let validation: ImageDataset?
+    /// Fitted on the training part when the normalization is ZCA.
+    public let whitening: ZCAWhitening?
     private let optimizer: any Optimizer
     private let parameters: [Parameter]
     private var recipe: Recipe { configuration.recipe }
@@ -132,6 +134,13 @@ public final class Trainer {
         self.validation = validation?.count == 0 ? nil : validation
         guard training.count >= configuration.recipe.batchSize else {
             throw TrainingError.invalidOption("\(training.count) training images cannot fill one batch of \(configuration.recipe.batchSize)")
+        }
+        if case .zca(let epsilon) = configuration.normalization {
+            do { whitening = try ZCAWhitening.fit(training, epsilon: epsilon) } catch let e as DataOptionError {
+                throw TrainingError.invalidOption(e.description)
+            }
+        } else {
+            whitening = nil
         }
         model = try configuration.buildModel()
         parameters = model.trainableParameters
@@ -235,12 +244,12 @@ public final class Trainer {
         let batchSize = recipe.batchSize
         let loader = try BatchLoader(dataset: training, batchSize: batchSize, shuffle: true, dropLast: true,
                                      augmentations: recipe.augmentations, normalization: configuration.normalization,
-                                     seed: configuration.seed)
+                                     whitening: whitening, seed: configuration.seed)
         let stepsPerEpoch = loader.batchesPerEpoch
         let totalSteps = recipe.totalIterations(trainingCount: training.count)
         let schedule = recipe.schedule.resolvingLength(totalSteps)
         let evaluator = validation.map { _ in
-            Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count)
+            Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count, whitening: whitening)
         }
 
         model.train()

@@ -81,7 +81,9 @@ struct Evaluate: ParsableCommand {
         }
         let start = Date()
         let result = try Evaluator(model: loaded.model, imageShape: c.imageShape, classCount: c.classNames.count,
-                                   batchSize: batchSize, statistics: statistics).evaluate(images, normalization: c.normalization)
+                                   batchSize: batchSize, statistics: statistics,
+                                   whitening: try whitening(for: c, dataset: dataset == nil ? source : nil))
+            .evaluate(images, normalization: c.normalization)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

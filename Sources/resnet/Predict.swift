@@ -74,7 +74,7 @@ struct Predict: ParsableCommand {
                                    height: height, width: width, classNames: c.classNames)
         var probabilities = [[Float]](repeating: [], count: images.count)
         let evaluator = Evaluator(model: loaded.model, imageShape: c.imageShape, classCount: classCount,
-                                  batchSize: min(images.count, 64))
+                                  batchSize: min(images.count, 64), whitening: try whitening(for: c, dataset: nil))
         _ = try evaluator.evaluate(dataset, normalization: c.normalization, onPrediction: { index, p in
             probabilities[index] = Array(p)
         })

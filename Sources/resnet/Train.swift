@@ -36,7 +36,7 @@ struct RecipeOverrides: ParsableArguments {
     @Option(help: "Weight decay.") var weightDecay: Float?
     @Option(help: "Label smoothing (0 to 1).") var labelSmoothing: Float?
     @Option(help: "Augmentations, e.g. flip,crop:4 or flip,shift:0.1:nearest,rotate:15,zoom:0.1,cutout:8, or none.") var augment: String?
-    @Option(help: "Input normalization fitted on the training split: none, channel or pixel.") var normalization: Normalization.Kind?
+    @Option(help: "Input normalization fitted on the training split: none, channel, pixel or zca (epsilon 0.1).") var normalization: Normalization.Kind?
     @Option(help: "Training images held out for validation (0: no validation, no best checkpoint).") var validation: Int?
 
     func apply(to recipe: inout Recipe) throws {
@@ -161,6 +161,13 @@ struct Train: ParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             }
         }
+        if !terminal && !json {
+            // Not a terminal (a log file, CI): a plain line at each quarter of an epoch.
+            trainer.progress = { batch, batches, loss, accuracy, rate, lr in
+                guard batches >= 8, batch < batches, batch % (batches / 4) == 0 else { return }
+                say(String(format: "  batch %d/%d  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s", batch, batches, loss, 100 * accuracy, lr, rate))
+            }
+        }
         let interruption = trainer.interruption
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
@@ -182,7 +189,8 @@ struct Train: ParsableCommand {
             let model = try configuration.buildModel()
             try loadWeights(try SafeTensors.read(chosen).tensors, into: model, path: chosen.path)
             let sampler = PredictionSampler(labels: testSet.labels)
-            test = try Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count)
+            test = try Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count,
+                                 whitening: trainer.whitening)
                 .evaluate(testSet, normalization: configuration.normalization, onPrediction: sampler.record)
             if let test {
                 try writeAtomically(try JSONEncoder().encode(test), to: directory.appendingPathComponent("test.json"))
@@ -358,7 +366,7 @@ struct RunFile: Decodable {
         o.augment = try c.decodeIfPresent(String.self, forKey: .augment)
         o.normalization = try c.decodeIfPresent(String.self, forKey: .normalization).map { name in
             guard let kind = Normalization.Kind(rawValue: name) else {
-                throw DecodingError.dataCorruptedError(forKey: .normalization, in: c, debugDescription: "normalization must be none, channel or pixel")
+                throw DecodingError.dataCorruptedError(forKey: .normalization, in: c, debugDescription: "normalization must be none, channel, pixel or zca")
             }
             return kind
         }
@@ -411,5 +419,19 @@ func describe(_ error: DecodingError) -> String {
     case .keyNotFound(let key, let context): return "'\(path(context.codingPath + [key]))' is missing"
     case .dataCorrupted(let context): return "'\(path(context.codingPath))': \(context.debugDescription)"
     @unknown default: return "\(error)"
+    }
+}
+
+/// The ZCA whitening of a run whose normalization is ZCA, fitted again on its training part.
+func whitening(for configuration: RunConfiguration, dataset: LoadedDataset?) throws -> ZCAWhitening? {
+    guard case .zca(let epsilon) = configuration.normalization else { return nil }
+    guard let source = try dataset ?? (try? loadDatasetForUser(configuration.dataset, configuration.dataPath)),
+          let train = source.split("train") else {
+        throw UserError("the run whitens its inputs (ZCA), which is fitted on its training data: \(configuration.dataset) at \(configuration.dataPath ?? "the default place") could not be loaded")
+    }
+    do {
+        return try ZCAWhitening.fit(train.subset(try splitIndices(train, recipe: configuration.recipe).train), epsilon: epsilon)
+    } catch let e as DataOptionError {
+        throw UserError(e.description)
     }
 }

@@ -127,3 +127,34 @@ struct PipelineTests {
         #expect(mean.allSatisfy { abs($0 - 0.2) < 1e-6 } && std.allSatisfy { $0 < 1e-3 })
     }
 }
+
+@Suite("ZCA whitening")
+struct WhiteningTests {
+    @Test("whitened images have identity covariance; the matrix is symmetric; the loader applies it")
+    func whitening() throws {
+        // 4x4 gray images from a correlated source: a random smooth gradient plus noise.
+        var random = DataRandom(seed: 11)
+        let n = 4_000, d = 16
+        var pixels: [UInt8] = []
+        for _ in 0..<n {
+            let a = Float(random.next() % 1000) / 1000, b = Float(random.next() % 1000) / 1000
+            for y in 0..<4 { for x in 0..<4 {
+                let noise = Float(random.next() % 1000) / 1000 * 0.2
+                pixels.append(UInt8(max(0, min(255, (60 + 100 * a * Float(x) / 3 + 80 * b * Float(y) / 3 + 60 * noise).rounded()))))
+            } }
+        }
+        let data = ImageDataset(images: pixels, labels: [Int32](repeating: 0, count: n), channels: 1, height: 4, width: 4, classNames: ["x"])
+        let zca = try ZCAWhitening.fit(data, epsilon: 1e-6)
+        for i in 0..<d { for j in 0..<d { #expect(abs(zca.matrix[i * d + j] - zca.matrix[j * d + i]) < 1e-2 * max(1, abs(zca.matrix[i * d + j]))) } }
+        let loader = try BatchLoader(dataset: data, batchSize: n, shuffle: false, dropLast: true, normalization: .zca(epsilon: 1e-6), whitening: zca)
+        let epoch = loader.epoch(0)
+        let batch = try #require(epoch.next())
+        var covariance = [Double](repeating: 0, count: d * d)
+        for k in 0..<n { for i in 0..<d { for j in 0..<d { covariance[i * d + j] += Double(batch.images[k * d + i] * batch.images[k * d + j]) / Double(n) } } }
+        var worst = 0.0
+        for i in 0..<d { for j in 0..<d { worst = max(worst, abs(covariance[i * d + j] - (i == j ? 1 : 0))) } }
+        #expect(worst < 0.02, "whitened covariance differs from the identity by \(worst)")
+        epoch.cancel()
+        #expect(throws: DataOptionError.self) { try BatchLoader(dataset: data, batchSize: 8, shuffle: false, dropLast: true, normalization: .zca(epsilon: 0.1)) }
+    }
+}
