@@ -188,7 +188,9 @@ public final class Trainer {
     /// The configuration saved in a run directory.
     public static func loadConfiguration(_ runDirectory: URL) throws -> RunConfiguration {
         let url = runDirectory.appendingPathComponent("config.json")
-        guard let data = try? Data(contentsOf: url) else { throw TrainingError.checkpoint("\(url.path): cannot read the run's configuration") }
+        guard let data = try? Data(contentsOf: url) else {
+            throw TrainingError.checkpoint("\(runDirectory.path): no run to resume here (config.json is missing or unreadable)")
+        }
         do { return try decoder.decode(RunConfiguration.self, from: data) } catch {
             throw TrainingError.checkpoint("\(url.path): not a run configuration (\(error))")
         }

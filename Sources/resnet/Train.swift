@@ -102,6 +102,20 @@ struct Train: ParsableCommand {
         let configuration: RunConfiguration
         let loaded: LoadedDataset
         if let resume {
+            let o = overrides
+            let given: [(String, Bool)] = [
+                ("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", data.dataset != nil), ("--data", data.data != nil),
+                ("--recipe", recipe != nil), ("--config", config != nil), ("--seed", seed != nil), ("--run-dir", runDir != nil),
+                ("--epochs", o.epochs != nil), ("--iterations", o.iterations != nil), ("--batch-size", o.batchSize != nil),
+                ("--lr", o.lr != nil), ("--optimizer", o.optimizer != nil), ("--momentum", o.momentum != nil),
+                ("--nesterov", o.nesterov != nil), ("--weight-decay", o.weightDecay != nil), ("--label-smoothing", o.labelSmoothing != nil),
+                ("--augment", o.augment != nil), ("--normalization", o.normalization != nil), ("--validation", o.validation != nil),
+                ("--deterministic", deterministic),
+            ]
+            let changed = given.filter(\.1).map(\.0)
+            guard changed.isEmpty else {
+                throw UserError("\(changed.joined(separator: ", ")) cannot change a run being resumed: --resume continues it exactly as configured (start a new run to change it)")
+            }
             directory = URL(fileURLWithPath: resume)
             configuration = try Trainer.loadConfiguration(directory)
             if configuration.deterministic { ComputeEngine.shared.setThreadCount(configuration.threads) }
