@@ -7,7 +7,7 @@ struct ResNetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet",
         abstract: "Define, train and benchmark residual networks on the CPU (oneDNN \(ComputeEngine.version)).",
-        subcommands: [Train.self, Evaluate.self, Predict.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Demo.self, BenchKernels.self, BenchData.self]
+        subcommands: [Train.self, Evaluate.self, Predict.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Bench.self, BenchData.self, BenchKernels.self, Demo.self]
     )
 }
 

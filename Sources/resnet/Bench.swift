@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import ResNetEngine
+import ResNetLayers
+import ResNetModels
+import ResNetOptimizers
+import ResNetTensors
+
+/// Times whole training or inference steps of a zoo network on random data.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training or inference speed of a network (images/s, median of several runs) and peak memory.")
+
+    @OptionGroup var choice: ModelChoice
+    @Option(help: "train (forward, backward, SGD update) or eval (forward in inference mode).") var mode = "train"
+    @Option(help: "Batch size (default: 128 for train, 256 for eval).") var batchSize: Int?
+    @Option(help: "Numeric precision: fp32.") var precision = "fp32"
+    @Option(help: "Timed runs; the median is reported.") var repeats = 5
+    @Option(help: "Steps per timed run.") var iterations = 20
+    @Option(help: "Untimed steps first.") var warmup = 3
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        engine.apply()
+        guard mode == "train" || mode == "eval" else { throw UserError("--mode must be train or eval, got '\(mode)'") }
+        guard precision == "fp32" else { throw UserError("--precision \(precision) is not supported yet (fp32 only)") }
+        guard repeats > 0, iterations > 0, warmup >= 0 else { throw UserError("--repeats and --iterations must be positive") }
+        let batch = batchSize ?? (mode == "train" ? 128 : 256)
+        guard batch > 0 else { throw UserError("--batch-size must be positive") }
+        let (definition, input, classes) = try choice.resolve()
+        let model: any Layer
+        do { model = try definition.build(input: input, classes: classes) } catch let e as ModelError { throw UserError(e.description) }
+        let training = mode == "train"
+        if training { model.train() } else { model.eval() }
+
+        let graph = Graph(computesGradients: training)
+        let images = graph.input([batch] + input.chw)
+        let labels = graph.labels(count: batch)
+        let logits = try model(images)
+        let optimizer = try SGD(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
+        let parameters = model.trainableParameters
+        if training {
+            try graph.plan(loss: try softmaxCrossEntropy(logits, labels: labels))
+            optimizer.register(parameters)
+        } else {
+            try graph.plan(keep: [logits])
+        }
+        var generator = SeededGenerator(seed: 1)
+        try graph.setInput(images, (0..<(batch * input.chw.reduce(1, *))).map { _ in generator.nextNormal() })
+        try graph.setLabels(labels, (0..<batch).map { Int32($0 % classes) })
+        func step() {
+            graph.forward()
+            if training {
+                graph.backward()
+                optimizer.update(parameters)
+            }
+        }
+        for _ in 0..<warmup { step() }
+        var rates: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<iterations { step() }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            rates.append(Double(batch * iterations) / seconds)
+        }
+        let median = rates.sorted()[rates.count / 2]
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peakMiB = Double(usage.ru_maxrss) / 1024   // Linux reports KiB
+        if json {
+            let out: [String: Any] = ["model": definition.name, "mode": mode, "batch_size": batch,
+                                      "threads": ComputeEngine.shared.threadCount, "precision": precision,
+                                      "images_per_second": (median * 10).rounded() / 10, "peak_rss_mib": peakMiB.rounded(),
+                                      "runs": rates.map { ($0 * 10).rounded() / 10 }, "input": input.description]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print(String(format: "%@ %@, batch %d, %@, %d threads: %.1f images/s (median of %d runs of %d steps: %@), peak RSS %.0f MiB",
+                         definition.name, mode, batch, precision, ComputeEngine.shared.threadCount, median, rates.count, iterations,
+                         rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), peakMiB))
+        }
+    }
+}
