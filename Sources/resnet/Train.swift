@@ -132,8 +132,27 @@ struct Train: ParsableCommand {
             var data = self.data
             if data.dataset == nil { data.dataset = file.dataset }
             if data.data == nil { data.data = file.data }
+            let requested = data.dataset
             loaded = try loadWithFallback(&data)
             guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
+            if data.dataset != requested, data.dataset == "folder" {
+                // The shipped sample is a tenth of CIFAR-10: keep a tenth for validation and a short
+                // run, unless the user chose otherwise.
+                let o = file.overrides
+                if overrides.validation == nil && o?.validation == nil { recipe.validationCount = train.count / 10 }
+                if overrides.epochs == nil && overrides.iterations == nil && o?.epochs == nil && o?.iterations == nil {
+                    recipe.duration = .epochs(15)
+                    if case .multiStep(let base, _, _, .iteration) = recipe.schedule {
+                        recipe.schedule = .multiStep(base: base, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch)
+                    }
+                }
+                let length: String
+                switch recipe.duration {
+                case .epochs(let e): length = "\(e) epochs"
+                case .iterations(let i): length = "\(i) iterations"
+                }
+                say("on the sample: \(recipe.validationCount) validation images, \(length)")
+            }
             let depth = try ModelDefinition(name: model).configuration?.depth
             recipe = recipe.adapted(toDepth: depth)
             let (trainIndices, _) = try splitIndices(train, recipe: recipe)
