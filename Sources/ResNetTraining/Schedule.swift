@@ -71,6 +71,31 @@ public indirect enum LearningRateSchedule: Codable, Sendable, Equatable {
     }
 }
 
+extension LearningRateSchedule {
+    /// The same shape with every rate scaled so that the largest is `peak`.
+    public func scaled(toPeak peak: Float) -> LearningRateSchedule {
+        let factor = peak / self.peak
+        switch self {
+        case .constant(let r): return .constant(r * factor)
+        case .multiStep(let b, let m, let k, let u): return .multiStep(base: b * factor, milestones: m, multipliers: k, unit: u)
+        case .warmup(let i, let r, let l, let then): return .warmup(iterations: i, learningRate: r * factor, linear: l, then: then.scaled(toPeak: peak))
+        case .cosine(let b, let m, let i): return .cosine(base: b * factor, minimum: m * factor, iterations: i)
+        case .oneCycle(let m, let i, let w, let d, let f): return .oneCycle(maximum: m * factor, iterations: i, warmupFraction: w, divFactor: d, finalDivFactor: f)
+        }
+    }
+
+    /// The largest rate the schedule reaches.
+    public var peak: Float {
+        switch self {
+        case .constant(let r): return r
+        case .multiStep(let b, _, let k, _): return max(b, (k.map { b * $0 }.max() ?? b))
+        case .warmup(_, let r, _, let then): return max(r, then.peak)
+        case .cosine(let b, _, _): return b
+        case .oneCycle(let m, _, _, _, _): return m
+        }
+    }
+}
+
 /// Keras's `ReduceLROnPlateau`, as a multiplier on the schedule (so neither silently overrides
 /// the other: the Keras example sets the rate from its schedule every epoch, undoing any
 /// reduction).

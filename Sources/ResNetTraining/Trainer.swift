@@ -185,6 +185,11 @@ public final class Trainer {
         return d
     }()
 
+    /// Decodes a configuration saved by a run (`config.json`, or a checkpoint's `resnet.config`).
+    public static func decodeConfiguration(_ data: Data) throws -> RunConfiguration {
+        try decoder.decode(RunConfiguration.self, from: data)
+    }
+
     /// The configuration saved in a run directory.
     public static func loadConfiguration(_ runDirectory: URL) throws -> RunConfiguration {
         let url = runDirectory.appendingPathComponent("config.json")
@@ -271,7 +276,7 @@ public final class Trainer {
         while state.step < totalSteps {
             let epoch = loader.epoch(state.epoch, startingAt: state.batchInEpoch)
             defer { epoch.cancel() }
-            var epochStart = Date()
+            let epochStart = Date()
             while state.step < totalSteps, let batch = epoch.next() {
                 let rate = schedule.learningRate(step: state.step, stepsPerEpoch: stepsPerEpoch) * (state.plateau?.multiplier ?? 1)
                 optimizer.learningRate = rate
@@ -279,7 +284,7 @@ public final class Trainer {
                 for i in 0..<batchSize { labelBuffer[i] = batch.labels[i] }
                 try graph.setLabels(labels, labelBuffer)
                 graph.forward()
-                let value = try graph.scalar(loss)
+                let value = try graph.withValue(loss) { $0[0] }   // read in place: the step allocates nothing
                 guard value.isFinite else {
                     state.stopReason = "loss became \(value) at step \(state.step + 1) (learning rate \(rate))"
                     throw TrainingError.diverged("training diverged: \(state.stopReason!); the last good checkpoint is \(runDirectory.appendingPathComponent("last.safetensors").path)")
@@ -346,7 +351,6 @@ public final class Trainer {
             state.epoch += 1
             state.batchInEpoch = 0
             state.partialLoss = 0; state.partialCorrect = 0; state.partialSeen = 0; state.partialSeconds = 0
-            epochStart = Date()
             if state.step >= totalSteps || state.stopReason != nil {
                 state.finished = true
                 if state.stopReason == nil { state.stopReason = "completed \(totalSteps) iterations" }

@@ -24,9 +24,7 @@ struct LoadedCheckpoint {
         do {
             let (tensors, metadata) = try SafeTensors.read(url)
             guard let json = metadata["resnet.config"] else { throw UserError("\(url.path): no run configuration in the checkpoint's metadata") }
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            configuration = try decoder.decode(RunConfiguration.self, from: Data(json.utf8))
+            configuration = try Trainer.decodeConfiguration(Data(json.utf8))
             model = try configuration.buildModel()
             try loadWeights(tensors, into: model, path: url.path)
         } catch let error as TrainingError {

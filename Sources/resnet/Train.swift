@@ -258,35 +258,12 @@ func loadDatasetForUser(_ name: String, _ path: String?) throws -> LoadedDataset
     }
 }
 
-/// The seeded, stratified train/validation split of a recipe.
+/// The stratified train/validation split of a recipe. Its seed is fixed (0), not the run's
+/// `--seed`, so that runs with different seeds are compared on the same validation images.
 func splitIndices(_ train: ImageDataset, recipe: Recipe) throws -> (train: [Int], validation: [Int]) {
     guard recipe.validationCount > 0 else { return (Array(0..<train.count), []) }
     do { return try train.stratifiedSplit(validationCount: recipe.validationCount, seed: 0) } catch let e as DataOptionError {
         throw UserError(e.description)
-    }
-}
-
-extension LearningRateSchedule {
-    /// The same shape with every rate scaled so that the largest is `peak`.
-    func scaled(toPeak peak: Float) -> LearningRateSchedule {
-        let factor = peak / self.peak
-        switch self {
-        case .constant(let r): return .constant(r * factor)
-        case .multiStep(let b, let m, let k, let u): return .multiStep(base: b * factor, milestones: m, multipliers: k, unit: u)
-        case .warmup(let i, let r, let l, let then): return .warmup(iterations: i, learningRate: r * factor, linear: l, then: then.scaled(toPeak: peak))
-        case .cosine(let b, let m, let i): return .cosine(base: b * factor, minimum: m * factor, iterations: i)
-        case .oneCycle(let m, let i, let w, let d, let f): return .oneCycle(maximum: m * factor, iterations: i, warmupFraction: w, divFactor: d, finalDivFactor: f)
-        }
-    }
-
-    var peak: Float {
-        switch self {
-        case .constant(let r): return r
-        case .multiStep(let b, _, let k, _): return max(b, (k.map { b * $0 }.max() ?? b))
-        case .warmup(_, let r, _, let then): return max(r, then.peak)
-        case .cosine(let b, _, _): return b
-        case .oneCycle(let m, _, _, _, _): return m
-        }
     }
 }
 

@@ -50,6 +50,18 @@ struct ScheduleTests {
             .resolvingLength(200) == .oneCycle(maximum: 1, iterations: 200, warmupFraction: 0.5, divFactor: 10, finalDivFactor: 10))
     }
 
+    @Test("--lr rescales a schedule so that its largest rate is the given one, keeping its shape")
+    func scaledToPeak() {
+        let deep = Recipe.he2016.adapted(toDepth: 110).schedule
+        #expect(abs(deep.peak - 0.1) < 1e-7)
+        let scaled = deep.scaled(toPeak: 0.2)
+        #expect(abs(scaled.peak - 0.2) < 1e-7)
+        #expect(abs(scaled.learningRate(step: 0, stepsPerEpoch: 10) - 0.02) < 1e-7, "the warm-up scales too")
+        #expect(abs(scaled.learningRate(step: 40_000, stepsPerEpoch: 10) - 0.02) < 1e-7)
+        let one = LearningRateSchedule.oneCycle(maximum: 0.4, iterations: 100, warmupFraction: 0.3, divFactor: 25, finalDivFactor: 1e4)
+        #expect(one.scaled(toPeak: 0.1) == .oneCycle(maximum: 0.1, iterations: 100, warmupFraction: 0.3, divFactor: 25, finalDivFactor: 1e4))
+    }
+
     @Test("plateau multiplies the schedule: a later schedule drop still applies, and a reduction survives it")
     func plateauComposes() {
         let schedule = LearningRateSchedule.multiStep(base: 0.1, milestones: [5], multipliers: [0.1], unit: .epoch)
