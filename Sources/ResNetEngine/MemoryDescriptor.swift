@@ -1,8 +1,7 @@
 import CDNNL
 import Foundation
 
-/// Element type of a tensor. Only `float32` is used today; `bfloat16` is here so that
-/// mixed-precision training can be added without changing the descriptors.
+/// Element type of a tensor: `float32`, or `bfloat16` for mixed-precision graphs.
 public enum ElementType: Sendable, Hashable {
     case float32
     case bfloat16
@@ -93,6 +92,14 @@ public struct MemoryDescriptor: Hashable, @unchecked Sendable, CustomStringConve
     }
 
     public var elementType: ElementType { raw.data_type == dnnl_bf16 ? .bfloat16 : .float32 }
+
+    /// The same dimensions and layout with another element type (strides count elements,
+    /// so the layout carries over unchanged).
+    public func with(_ type: ElementType) -> MemoryDescriptor {
+        var copy = raw
+        copy.data_type = type.dnnl
+        return MemoryDescriptor(raw: copy)
+    }
 
     /// The same layout family with other dimensions (for example more channels).
     public func withDims(_ newDims: [Int]) -> MemoryDescriptor {

@@ -25,10 +25,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// oneDNN threads; a deterministic run resumes with the same count.
     public var threads: Int
     public var deterministic: Bool
+    /// Training precision; `nil` (runs made before bf16 existed) means fp32. Evaluation
+    /// always runs in fp32 on the float32 master weights.
+    public var precision: Precision?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
-                validationCount: Int, threads: Int, deterministic: Bool) {
+                validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -42,6 +45,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.validationCount = validationCount
         self.threads = threads
         self.deterministic = deterministic
+        self.precision = precision
     }
 
     /// Builds the network this configuration describes (weights from `seed`).
@@ -260,7 +264,7 @@ public final class Trainer {
         }
 
         model.train()
-        let graph = Graph(seed: configuration.seed &+ 17)
+        let graph = Graph(seed: configuration.seed &+ 17, precision: configuration.precision ?? .fp32)
         let images = graph.input([batchSize] + configuration.imageShape)
         let labels = graph.labels(count: batchSize)
         let logits = try model(images)

@@ -14,7 +14,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var choice: ModelChoice
     @Option(help: "train (forward, backward, SGD update) or eval (forward in inference mode).") var mode = "train"
     @Option(help: "Batch size (default: 128 for train, 256 for eval).") var batchSize: Int?
-    @Option(help: "Numeric precision: fp32.") var precision = "fp32"
+    @Option(help: "Numeric precision: fp32, or bf16 (mixed: bfloat16 activations and convolutions, float32 weights, statistics and loss).") var precision: Precision = .fp32
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Option(help: "Steps per timed run.") var iterations = 20
     @Option(help: "Untimed steps first.") var warmup = 3
@@ -24,7 +24,6 @@ struct Bench: ParsableCommand {
     func run() throws {
         engine.apply()
         guard mode == "train" || mode == "eval" else { throw UserError("--mode must be train or eval, got '\(mode)'") }
-        guard precision == "fp32" else { throw UserError("--precision \(precision) is not supported yet (fp32 only)") }
         guard repeats > 0, iterations > 0, warmup >= 0 else { throw UserError("--repeats and --iterations must be positive") }
         let batch = batchSize ?? (mode == "train" ? 128 : 256)
         guard batch > 0 else { throw UserError("--batch-size must be positive") }
@@ -34,7 +33,7 @@ struct Bench: ParsableCommand {
         let training = mode == "train"
         if training { model.train() } else { model.eval() }
 
-        let graph = Graph(computesGradients: training)
+        let graph = Graph(computesGradients: training, precision: precision)
         let images = graph.input([batch] + input.chw)
         let labels = graph.labels(count: batch)
         let logits = try model(images)
@@ -70,13 +69,13 @@ struct Bench: ParsableCommand {
         let peakMiB = Double(usage.ru_maxrss) / 1024   // Linux reports KiB
         if json {
             let out: [String: Any] = ["model": definition.name, "mode": mode, "batch_size": batch,
-                                      "threads": ComputeEngine.shared.threadCount, "precision": precision,
+                                      "threads": ComputeEngine.shared.threadCount, "precision": precision.rawValue,
                                       "images_per_second": (median * 10).rounded() / 10, "peak_rss_mib": peakMiB.rounded(),
                                       "runs": rates.map { ($0 * 10).rounded() / 10 }, "input": input.description]
             print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
         } else {
             print(String(format: "%@ %@, batch %d, %@, %d threads: %.1f images/s (median of %d runs of %d steps: %@), peak RSS %.0f MiB",
-                         definition.name, mode, batch, precision, ComputeEngine.shared.threadCount, median, rates.count, iterations,
+                         definition.name, mode, batch, precision.rawValue, ComputeEngine.shared.threadCount, median, rates.count, iterations,
                          rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), peakMiB))
         }
     }

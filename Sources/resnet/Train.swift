@@ -4,11 +4,13 @@ import Foundation
 import ResNetData
 import ResNetEngine
 import ResNetModels
+import ResNetTensors
 import ResNetTraining
 import Yams
 
 extension Normalization.Kind: ExpressibleByArgument {}
 extension Recipe.OptimizerKind: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 /// `--dataset NAME --data PATH`, shared by train, evaluate and dataset-info.
 struct DataChoice: ParsableArguments {
@@ -80,6 +82,8 @@ struct Train: ParsableCommand {
     @Option(help: "Continue the run in this directory.") var resume: String?
     @Flag(help: "Pin everything that affects the result (thread count included) so a resumed run ends with the same weights.")
     var deterministic = false
+    @Option(help: "Training precision: fp32, or bf16 (mixed: bfloat16 activations and convolutions, float32 master weights, statistics and loss). Evaluation is fp32.")
+    var precision: Precision?
     @Flag(help: "List the recipes and exit.") var listRecipes = false
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var engine: EngineOptions
@@ -110,7 +114,7 @@ struct Train: ParsableCommand {
                 ("--lr", o.lr != nil), ("--optimizer", o.optimizer != nil), ("--momentum", o.momentum != nil),
                 ("--nesterov", o.nesterov != nil), ("--weight-decay", o.weightDecay != nil), ("--label-smoothing", o.labelSmoothing != nil),
                 ("--augment", o.augment != nil), ("--normalization", o.normalization != nil), ("--validation", o.validation != nil),
-                ("--deterministic", deterministic),
+                ("--deterministic", deterministic), ("--precision", precision != nil),
             ]
             let changed = given.filter(\.1).map(\.0)
             guard changed.isEmpty else {
@@ -162,7 +166,8 @@ struct Train: ParsableCommand {
                 imageShape: [train.channels, train.height, train.width], classNames: loaded.classNames,
                 dataset: data.name, dataPath: data.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
                 recipe: recipe, seed: seed, normalization: normalization, trainingCount: trainIndices.count,
-                validationCount: recipe.validationCount, threads: ComputeEngine.shared.threadCount, deterministic: deterministic)
+                validationCount: recipe.validationCount, threads: ComputeEngine.shared.threadCount, deterministic: deterministic,
+                precision: try precision ?? file.precision.map(RunFile.precision) ?? .fp32)
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
             directory = URL(fileURLWithPath: runDir ?? file.runDir ?? "runs/\(model)-\(data.name)-\(recipe.name)-\(stamp)")
         }
@@ -173,7 +178,7 @@ struct Train: ParsableCommand {
                                   runDirectory: directory, resume: resume != nil)
         let r = configuration.recipe
         if !json {
-            say("\(configuration.model) on \(configuration.dataset): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads")
+            say("\(configuration.model) on \(configuration.dataset): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue)")
             say("recipe \(r.name): \(r.optimizer) batch \(r.batchSize), \(r.schedule.resolvingLength(r.totalIterations(trainingCount: trainIndices.count)).summary), augment \(r.augmentations.map(\.specification).joined(separator: ",")), run \(directory.path)")
         }
         let terminal = isatty(1) == 1 && !json
@@ -335,13 +340,14 @@ struct RunFile: Decodable {
     var data: String?
     var recipe: String?
     var seed: UInt64?
+    var precision: String?
     var runDir: String?
     var schedule: LearningRateSchedule?
     /// Every recipe option, each set (to nil when absent): decoded files only.
     var overrides: RecipeOverrides?
 
     enum CodingKeys: String, CodingKey {
-        case model, shortcut, dataset, data, recipe, seed, schedule, runDir = "run_dir"
+        case model, shortcut, dataset, data, recipe, seed, precision, schedule, runDir = "run_dir"
         case epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
         case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, validation
     }
@@ -356,6 +362,7 @@ struct RunFile: Decodable {
         data = try c.decodeIfPresent(String.self, forKey: .data)
         recipe = try c.decodeIfPresent(String.self, forKey: .recipe)
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        precision = try c.decodeIfPresent(String.self, forKey: .precision)
         runDir = try c.decodeIfPresent(String.self, forKey: .runDir)
         schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule)
         var o = RecipeOverrides()
@@ -398,7 +405,7 @@ struct RunFile: Decodable {
                 guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else { throw UserError("\(path): expected a JSON object of options") }
                 keys = Array(object.keys)
             }
-            let known = Set(["model", "shortcut", "dataset", "data", "recipe", "seed", "schedule", "run_dir", "epochs", "iterations",
+            let known = Set(["model", "shortcut", "dataset", "data", "recipe", "seed", "precision", "schedule", "run_dir", "epochs", "iterations",
                              "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "augment",
                              "normalization", "validation"])
             if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
@@ -412,6 +419,11 @@ struct RunFile: Decodable {
         } catch {
             throw UserError("\(path): not valid \(yaml ? "YAML" : "JSON") (\(error))")
         }
+    }
+
+    static func precision(_ text: String) throws -> Precision {
+        guard let precision = Precision(rawValue: text) else { throw UserError("precision must be fp32 or bf16, got '\(text)'") }
+        return precision
     }
 
     static func shortcut(_ text: String) throws -> ShortcutOption {

@@ -146,7 +146,7 @@ final class PoolNode: Node {
     private var dims: ([Int64], [Int64], [Int64]) { (stride.map(Int64.init), kernel.map(Int64.init), padding.map(Int64.init)) }
 
     func makeForward(source: MemoryDescriptor, output: [Int]) throws {
-        let any = MemoryDescriptor.any(output)
+        let any = MemoryDescriptor.any(output, source.elementType)
         let (strides, kernels, pads) = dims
         let (algorithm, training, label) = (algorithm, training, label)
         forwardPrimitive = try PrimitiveCache.shared.primitive(PrimitiveKey("pool.forward", [source, any], settings + [training ? 1 : 0])) {
@@ -250,10 +250,23 @@ final class PadChannelsNode: Node {
     }
 
     override func forward(_ graph: Graph) {
-        let src = source.floats, dst = destination.floats
-        sourceOffsets.withUnsafeBufferPointer { from in
-            destinationOffsets.withUnsafeBufferPointer { to in
-                for i in 0..<from.count { dst[Int(to[i])] = src[Int(from[i])] }
+        if source.descriptor.elementType == .bfloat16 {
+            copy(from: source.pointer!.assumingMemoryBound(to: UInt16.self), to: destination.pointer!.assumingMemoryBound(to: UInt16.self), forward: true)
+        } else {
+            copy(from: source.floats, to: destination.floats, forward: true)
+        }
+    }
+
+    /// Moves elements between the input and the output (`forward`) or back, as raw bits.
+    @inline(__always)
+    private func copy<Element>(from: UnsafeMutablePointer<Element>, to: UnsafeMutablePointer<Element>, forward: Bool) {
+        sourceOffsets.withUnsafeBufferPointer { sources in
+            destinationOffsets.withUnsafeBufferPointer { destinations in
+                if forward {
+                    for i in 0..<sources.count { to[Int(destinations[i])] = from[Int(sources[i])] }
+                } else {
+                    for i in 0..<sources.count { to[Int(sources[i])] = from[Int(destinations[i])] }
+                }
             }
         }
     }
@@ -261,11 +274,10 @@ final class PadChannelsNode: Node {
     override func backward(_ graph: Graph) {
         guard let sink, let diffDestination else { return }
         sink.target.buffer_zero()
-        let diff = diffDestination.floats, target = sink.target.floats
-        sourceOffsets.withUnsafeBufferPointer { from in
-            destinationOffsets.withUnsafeBufferPointer { to in
-                for i in 0..<from.count { target[Int(from[i])] = diff[Int(to[i])] }
-            }
+        if diffDestination.descriptor.elementType == .bfloat16 {
+            copy(from: diffDestination.pointer!.assumingMemoryBound(to: UInt16.self), to: sink.target.pointer!.assumingMemoryBound(to: UInt16.self), forward: false)
+        } else {
+            copy(from: diffDestination.floats, to: sink.target.floats, forward: false)
         }
         sink.complete()
     }
@@ -322,7 +334,7 @@ private func makeDropout(_ x: Tensor, rate: Float, channelWise: Bool, label: Str
     if rate == 0 { return x }
     let node = DropoutNode(label: label, inputs: [x.id])
     node.rate = rate
-    node.maskDescriptor = channelWise ? MemoryDescriptor([x.shape[0], x.shape[1], 1, 1], .plain) : x.descriptor
+    node.maskDescriptor = channelWise ? MemoryDescriptor([x.shape[0], x.shape[1], 1, 1], .plain) : x.descriptor.with(.float32)
     return x.graph.add(node, outputs: [(x.shape, x.descriptor)])[0]
 }
 

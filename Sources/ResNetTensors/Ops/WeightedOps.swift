@@ -37,12 +37,18 @@ public func conv2d(
     // Winograd F(4x4, 3x3) where it was measured to win on this class of CPU (bench-kernels,
     // 2026-11-22: 430-570 effective GFLOP/s against 250-275 direct at 32ch 16x16 and 64ch 8x8;
     // slower than direct at 16ch 32x32). Everything else is direct convolution.
+    // oneDNN has no bf16 Winograd.
     let winograd = w[2] == 3 && w[3] == 3 && stride == (1, 1) && w[0] >= 32 && w[1] >= 32 && oh <= 16 && ow <= 16
+        && x.graph.precision == .fp32
     let node = ConvolutionNode(label: label, weight: weight, bias: bias,
                                stride: [stride.0, stride.1], padding: [padding.0, padding.1],
                                algorithm: winograd ? dnnl_convolution_winograd : dnnl_convolution_direct,
                                training: x.graph.computesGradients)
-    return try node.trace(x, outputShape: [n, w[0], oh, ow])
+    // With at most 16 channels, channels-last is byte for byte the blocked layout, but oneDNN
+    // only offers its brgemm kernels for it (resnet bench resnet20, 2026-11-22: 3x3 16->16 at
+    // 32x32 forward 2.9 against 3.6 ms, backward-weights 2.7 against 3.2 ms; ~4% per step).
+    let narrow = w[0] <= 16 && w[1] <= 16
+    return try node.trace(x, outputShape: [n, w[0], oh, ow], activationLayout: narrow ? .channelsLast : nil)
 }
 
 /// A fully connected layer: `y = x W^T + b` with `x: [N, I]`, `weight: [O, I]`, `bias: [O]`.
@@ -94,10 +100,15 @@ class WeightedNode: Node {
 
     var biasDescriptor: MemoryDescriptor { bias.map { MemoryDescriptor($0.shape, .plain) } ?? .none }
 
+    /// The element type this op computes in: the graph's, except where a subclass keeps float32.
+    func activationType(_ graph: Graph) -> ElementType { graph.precision.activationType }
+
     /// Creates the forward primitive, reorders `x` if the primitive wants another layout, records the node.
-    func trace(_ x: Tensor, outputShape: [Int]) throws -> Tensor {
-        let anySource = MemoryDescriptor.any(x.shape), anyWeights = MemoryDescriptor.any(weight.shape)
-        let anyDestination = MemoryDescriptor.any(outputShape)
+    func trace(_ x: Tensor, outputShape: [Int], activationLayout: Layout? = nil) throws -> Tensor {
+        let type = activationType(x.graph)
+        let anyWeights = MemoryDescriptor.any(weight.shape, type)
+        let anySource = activationLayout.map { MemoryDescriptor(x.shape, $0, type) } ?? .any(x.shape, type)
+        let anyDestination = activationLayout.map { MemoryDescriptor(outputShape, $0, type) } ?? .any(outputShape, type)
         let key = PrimitiveKey(kind + ".forward", [anySource, anyWeights, biasDescriptor, anyDestination], settings + [training ? 1 : 0])
         do {
             forwardPrimitive = try PrimitiveCache.shared.primitive(key) {
@@ -131,6 +142,7 @@ class WeightedNode: Node {
         let source = try graph.memory(inputs[0])
         let diffDestination = try graph.gradientMemory(outputs[0])
         if weight.isTrainable {
+            // Weight gradients are accumulated and returned in float32 at every precision.
             let anyWeights = MemoryDescriptor.any(weight.shape)
             let key = PrimitiveKey(kind + ".backwardWeights", [source.descriptor, anyWeights, biasDescriptor, diffDestination.descriptor], settings)
             let primitive = try PrimitiveCache.shared.primitive(key) {
@@ -145,7 +157,7 @@ class WeightedNode: Node {
             runBackwardWeights = try graph.bind(primitive, bindings)
         }
         if graph.needsGradient(inputs[0]) {
-            let anyWeights = MemoryDescriptor.any(weight.shape)
+            let anyWeights = MemoryDescriptor.any(weight.shape, forwardWeights.descriptor.elementType)
             let key = PrimitiveKey(kind + ".backwardData", [source.descriptor, anyWeights, diffDestination.descriptor], settings)
             let primitive = try PrimitiveCache.shared.primitive(key) {
                 try backwardDataOperation(diffSource: source.descriptor, weights: anyWeights, diffDestination: diffDestination.descriptor)
@@ -232,6 +244,9 @@ final class ConvolutionNode: WeightedNode {
 
 final class InnerProductNode: WeightedNode {
     override var kind: String { "innerProduct" }
+
+    /// The classifier stays float32 (it is tiny, and the loss reads its output).
+    override func activationType(_ graph: Graph) -> ElementType { .float32 }
 
     override func multiplyAccumulates(in graph: Graph) -> Int {
         graph.values[outputs[0]].shape.reduce(1, *) * weight.shape[1]
