@@ -194,8 +194,35 @@ public final class Graph {
     }
 
     /// Batch norm followed by ReLU becomes one oneDNN primitive (`fuse_norm_relu`) when
-    /// nothing else reads the batch-norm output.
+    /// nothing else reads the batch-norm output. Inference graphs go further: a batch norm
+    /// after a convolution is folded into its weights (with its ReLU as a post-op), and a
+    /// ReLU after an addition becomes the addition's post-op.
     private func fuse(keeping kept: Set<Int>) {
+        fuseNormReLU(keeping: kept)
+        guard !computesGradients else { return }
+        for node in nodes {
+            guard let norm = node as? BatchNormNode, norm.isActive,
+                  let convolution = values[norm.inputs[0]].producer as? ConvolutionNode, convolution.isActive,
+                  values[norm.inputs[0]].consumerCount == 1, !kept.contains(norm.inputs[0]),
+                  convolution.fold(norm)
+            else { continue }
+            convolution.outputs = norm.outputs
+            values[norm.outputs[0]].producer = convolution
+            norm.isActive = false
+        }
+        for node in nodes {
+            guard let relu = node as? ReLUNode, relu.isActive,
+                  let sum = values[relu.inputs[0]].producer as? AddNode, sum.isActive, !sum.fusesReLU,
+                  values[relu.inputs[0]].consumerCount == 1, !kept.contains(relu.inputs[0])
+            else { continue }
+            sum.fusesReLU = true
+            sum.outputs = relu.outputs
+            values[relu.outputs[0]].producer = sum
+            relu.isActive = false
+        }
+    }
+
+    private func fuseNormReLU(keeping kept: Set<Int>) {
         for node in nodes {
             guard let relu = node as? ReLUNode, relu.isActive,
                   let bn = values[relu.inputs[0]].producer as? BatchNormNode, !bn.fusesReLU,

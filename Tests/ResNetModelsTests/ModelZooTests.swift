@@ -272,3 +272,52 @@ struct MixedPrecisionTests {
         #expect(graph.tracedOperations.contains { $0.kind == "Convolution" })
     }
 }
+
+@Suite("Inference fusion", .serialized)
+struct InferenceFusionTests {
+    /// Logits of `model` in evaluation mode through an inference graph (batch norms folded
+    /// into the convolutions, ReLUs as post-ops) and through a training-capable graph, which
+    /// runs every op on its own.
+    static func logits(_ model: any Layer, batch: Int, precision: Precision, folded: Bool) throws -> [Float] {
+        let graph = Graph(computesGradients: !folded, precision: precision)
+        let x = graph.input([batch, 3, 32, 32])
+        let logits = try model(x)
+        try graph.plan(keep: [logits])
+        var generator = SeededGenerator(seed: 9)
+        try graph.setInput(x, (0..<(batch * 3 * 32 * 32)).map { _ in generator.nextNormal() })
+        graph.forward()
+        return try graph.read(logits)
+    }
+
+    @Test("folding batch norms into convolutions gives the same logits", arguments: [ShortcutOption.a, .b])
+    func foldingIsExact(shortcut: ShortcutOption) throws {
+        let model = try build("resnet20", shortcut: shortcut)
+        model.initializeParameters(seed: 4)
+        // Statistics and affine maps far from the identity, as after training.
+        var generator = SeededGenerator(seed: 2)
+        for (name, p) in model.namedParameters() {
+            if name.hasSuffix(".runningVariance") || name.hasSuffix(".scale") {
+                p.values = p.values.map { _ in 0.5 + generator.nextUnitFloat() }
+            } else if name.hasSuffix(".runningMean") || name.hasSuffix(".shift") {
+                p.values = p.values.map { _ in 0.3 * generator.nextNormal() }
+            }
+        }
+        model.eval()
+        let separate = try Self.logits(model, batch: 4, precision: .fp32, folded: false)
+        #expect(separate.allSatisfy { $0.isFinite && abs($0) < 100 }, "\(separate)")
+        let fused = try Self.logits(model, batch: 4, precision: .fp32, folded: true)
+        #expect(MixedPrecisionTests.relativeError(fused, separate) < 1e-4)
+        let fusedBF16 = try Self.logits(model, batch: 4, precision: .bf16, folded: true)
+        #expect(MixedPrecisionTests.relativeError(fusedBF16, separate) < 0.05)
+    }
+
+    @Test("an inference graph of ResNet-20 runs no batch norm and no separate ReLU")
+    func nothingLeftUnfused() throws {
+        let model = try build("resnet20")
+        model.eval()
+        let graph = Graph(computesGradients: false)
+        let logits = try model(graph.input([2, 3, 32, 32]))
+        try graph.plan(keep: [logits])
+        #expect(!graph.nodeSummary.contains { $0.hasPrefix("BatchNormNode") || $0.hasPrefix("ReLUNode") }, "\(graph.nodeSummary)")
+    }
+}

@@ -54,22 +54,26 @@ final class ReLUNode: Node {
 }
 
 /// A oneDNN binary primitive (add or multiply), cached by its layouts.
-func binaryPrimitive(_ algorithm: dnnl_alg_kind_t, _ a: MemoryDescriptor, _ b: MemoryDescriptor, _ out: MemoryDescriptor, label: String) throws -> Primitive {
-    try PrimitiveCache.shared.primitive(PrimitiveKey("binary", [a, b, out], [Int(algorithm.rawValue)])) {
+func binaryPrimitive(_ algorithm: dnnl_alg_kind_t, _ a: MemoryDescriptor, _ b: MemoryDescriptor, _ out: MemoryDescriptor,
+                     attributes: Attributes = .init(), label: String) throws -> Primitive {
+    try PrimitiveCache.shared.primitive(PrimitiveKey("binary", [a, b, out], [Int(algorithm.rawValue)], attributes: attributes)) {
         var d = dnnl_binary_desc_t()
         var s0 = a.raw, s1 = b.raw, o = out.raw
         try check(dnnl_binary_desc_init(&d, algorithm, &s0, &s1, &o), "\(label): binary descriptor")
-        return try Primitive(name: "\(label) binary", operation: &d)
+        return try Primitive(name: "\(label) binary", operation: &d, attributes: attributes)
     }
 }
 
 final class AddNode: Node {
     private var runForward: BoundPrimitive!
     private var copies: [BoundPrimitive] = []
+    /// Inference only: the ReLU that follows, applied as a post-op.
+    var fusesReLU = false
 
     override func planForward(_ graph: Graph) throws {
         let a = try graph.memory(inputs[0]), b = try graph.memory(inputs[1]), out = try graph.memory(outputs[0])
-        let primitive = try binaryPrimitive(dnnl_binary_add, a.descriptor, b.descriptor, out.descriptor, label: label)
+        let primitive = try binaryPrimitive(dnnl_binary_add, a.descriptor, b.descriptor, out.descriptor,
+                                            attributes: Attributes(relu: fusesReLU), label: label)
         runForward = try graph.bind(primitive, [(Arg.src, a), (Arg.src1, b), (Arg.dst, out)])
     }
 

@@ -75,6 +75,12 @@ class WeightedNode: Node {
     private(set) var runForward: BoundPrimitive!
     private var reorderWeightsForward: BoundPrimitive?
     private var forwardWeights: Memory!
+    /// Post-ops of the forward primitive (a ReLU after folding a batch norm with one).
+    var forwardAttributes = Attributes()
+    /// Inference only: the batch norm this op absorbed, and the float32 weights and bias
+    /// that fold it in, recomputed before every forward pass from the current parameters.
+    private(set) var foldedNorm: BatchNormNode?
+    private var foldedWeights: Memory?, foldedBias: Memory?
     private(set) var runBackwardData: BoundPrimitive?
     private var reorderWeightsBackward: BoundPrimitive?
     private var dataSink: GradientSink?
@@ -122,8 +128,37 @@ class WeightedNode: Node {
         return x.graph.add(self, outputs: [(outputShape, forwardPrimitive.descriptor(for: Arg.dst)!)])[0]
     }
 
+    /// Absorbs `norm` (running statistics, reading only this op's output) into this op's
+    /// weights and bias, and its fused ReLU into a post-op: one primitive instead of two or
+    /// three passes over memory. Returns false, changing nothing, if oneDNN cannot.
+    func fold(_ norm: BatchNormNode) -> Bool {
+        guard !training, norm.statistics == .running,
+              let source = forwardPrimitive.descriptor(for: Arg.src), let destination = forwardPrimitive.descriptor(for: Arg.dst)
+        else { return false }
+        let attributes = Attributes(relu: norm.fusesReLU)
+        let biasDescriptor = MemoryDescriptor([weight.shape[0]], .plain)
+        let saved = forwardAttributes
+        forwardAttributes = attributes
+        let key = PrimitiveKey(kind + ".forward.folded", [source, .any(weight.shape, source.elementType), biasDescriptor, destination],
+                               settings, attributes: attributes)
+        guard let primitive = try? PrimitiveCache.shared.primitive(key, {
+            try forwardOperation(source: source, weights: .any(weight.shape, source.elementType), bias: biasDescriptor, destination: destination)
+        }) else {
+            forwardAttributes = saved
+            return false
+        }
+        forwardPrimitive = primitive
+        foldedNorm = norm
+        return true
+    }
+
     override func planForward(_ graph: Graph) throws {
-        let plain = weight.value
+        var plain = weight.value
+        if foldedNorm != nil {
+            plain = try graph.temporary(weight.value.descriptor)
+            foldedWeights = plain
+            foldedBias = try graph.temporary(MemoryDescriptor([weight.shape[0]], .plain))
+        }
         let wanted = forwardPrimitive.descriptor(for: Arg.weights)!
         if wanted == plain.descriptor {
             forwardWeights = plain
@@ -134,7 +169,11 @@ class WeightedNode: Node {
         }
         var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.weights, forwardWeights),
                                            (Arg.dst, try graph.memory(outputs[0]))]
-        if let bias { bindings.append((Arg.bias, bias.value)) }
+        if let foldedBias {
+            bindings.append((Arg.bias, foldedBias))
+        } else if let bias {
+            bindings.append((Arg.bias, bias.value))
+        }
         runForward = try graph.bind(forwardPrimitive, bindings)
     }
 
@@ -175,8 +214,24 @@ class WeightedNode: Node {
     }
 
     override func forward(_ graph: Graph) {
+        if let norm = foldedNorm { foldNorm(norm) }
         reorderWeightsForward?.execute()
         runForward.execute()
+    }
+
+    /// `W' = W * s` and `b' = shift + (b - mean) * s` per output channel, with
+    /// `s = scale / sqrt(variance + epsilon)`: the batch norm's affine map moved into the op.
+    private func foldNorm(_ norm: BatchNormNode) {
+        let outputs = weight.shape[0], perOutput = weight.count / outputs
+        let w = weight.value.floats, folded = foldedWeights!.floats, b = foldedBias!.floats
+        let gamma = norm.scale.value.floats, beta = norm.shift.value.floats
+        let mean = norm.runningMean.value.floats, variance = norm.runningVariance.value.floats
+        let ownBias = bias?.value.floats
+        for o in 0..<outputs {
+            let s = gamma[o] / (variance[o] + norm.epsilon).squareRoot()
+            for i in (o * perOutput)..<((o + 1) * perOutput) { folded[i] = w[i] * s }
+            b[o] = beta[o] + ((ownBias?[o] ?? 0) - mean[o]) * s
+        }
     }
 
     override func backward(_ graph: Graph) {
@@ -222,7 +277,7 @@ final class ConvolutionNode: WeightedNode {
         try check(dnnl_convolution_forward_desc_init(&d, training ? dnnl_forward_training : dnnl_forward_inference,
                                                      algorithm, &s, &w, &b, &o,
                                                      strides, pads, pads), "\(label): convolution descriptor")
-        return try Primitive(name: "\(label) convolution forward", operation: &d)
+        return try Primitive(name: "\(label) convolution forward", operation: &d, attributes: forwardAttributes)
     }
 
     override func backwardDataOperation(diffSource: MemoryDescriptor, weights: MemoryDescriptor, diffDestination: MemoryDescriptor) throws -> Primitive {
