@@ -15,8 +15,8 @@ public enum KernelBenchmark {
         public var implementations: [String]
     }
 
-    public static func convolution(batch: Int, channels: Int, size: Int, repeats: Int = 25) throws -> ConvolutionTiming {
-        let graph = Graph()
+    public static func convolution(batch: Int, channels: Int, size: Int, precision: Precision = .fp32, repeats: Int = 25) throws -> ConvolutionTiming {
+        let graph = Graph(precision: precision)
         let x = graph.input([batch, channels, size, size], requiresGradient: true)
         let blocked = graph.converted(x, to: MemoryDescriptor([batch, channels, size, size], .blocked16), label: "input")
         var generator = SeededGenerator(seed: 1)

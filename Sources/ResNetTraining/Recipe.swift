@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetModels
 import ResNetOptimizers
 
 /// Every setting of a training run that is not the model or the data: a named preset that a
@@ -46,18 +47,23 @@ public struct Recipe: Codable, Sendable, Equatable {
     /// The monitored validation metric for plateau: `loss` or `accuracy`.
     public var plateauMonitor: String
     public var earlyStopping: EarlyStop?
+    /// The shortcut option the recipe's source used (A for the paper's CIFAR networks);
+    /// `nil` leaves the model's default (B). A `--shortcut` flag overrides it.
+    public var shortcut: ShortcutOption? = nil
 
     // MARK: - The presets
 
     /// He et al. 2016, section 4.2: SGD momentum 0.9, weight decay 1e-4, batch 128, 0.1 divided
     /// by 10 at 32k and 48k iterations, 64k iterations, 45k/5k split, 4-pixel pad and crop with
-    /// flips, per-pixel mean subtracted. Networks of depth >= 110 warm up at 0.01 for 400
+    /// flips, per-pixel mean subtracted, shortcut option A (identity with zero-padded channels,
+    /// the paper's choice for CIFAR-10). Networks of depth >= 110 warm up at 0.01 for 400
     /// iterations (``adapted(toDepth:)``).
     public static let he2016 = Recipe(
-        name: "he2016", about: "He et al. 2016 sec. 4.2: SGD 0.1 (/10 at 32k, 48k), 64k iterations, batch 128, wd 1e-4, flip + pad-crop 4, per-pixel mean",
+        name: "he2016", about: "He et al. 2016 sec. 4.2: SGD 0.1 (/10 at 32k, 48k), 64k iterations, batch 128, wd 1e-4, flip + pad-crop 4, per-pixel mean, shortcut A",
         optimizer: .sgd, momentum: 0.9, nesterov: false, weightDecay: 1e-4, schedule: .he2016, batchSize: 128,
         duration: .iterations(64_000), labelSmoothing: 0, augmentations: [.horizontalFlip, .padCrop(padding: 4, fill: .constant)],
-        normalization: .pixel, validationCount: 5_000, plateau: nil, plateauMonitor: "loss", earlyStopping: nil)
+        normalization: .pixel, validationCount: 5_000, plateau: nil, plateauMonitor: "loss", earlyStopping: nil,
+        shortcut: .a)
 
     /// The Keras CIFAR-10 ResNet example: Adam 1e-3 with its epoch schedule, 200 epochs, batch 32,
     /// shifts of 0.1 and flips (nearest fill), per-pixel mean, L2 1e-4 on the loss (= weight decay

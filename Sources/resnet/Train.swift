@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
         discussion: "Recipes: \(Recipe.presets.map { "\($0.name) (\($0.about))" }.joined(separator: "; ")).")
 
     @Option(help: "The network (default resnet20; see `resnet summary --help`).") var model: String?
-    @Option(help: "Shortcut option A, B (default) or C.") var shortcut: ShortcutOption?
+    @Option(help: "Shortcut option A, B or C (default: the recipe's, A for he2016, otherwise B).") var shortcut: ShortcutOption?
     @OptionGroup var data: DataChoice
     @Option(help: "Recipe: \(Recipe.presets.map(\.name).joined(separator: ", ")) (default he2016).") var recipe: String?
     @Option(help: "A run file (YAML or JSON) with any of these options as keys (batch_size, lr, augment, ...); flags override it.")
@@ -127,9 +127,9 @@ struct Train: ParsableCommand {
         } else {
             let file = try config.map(RunFile.load) ?? RunFile()
             let model = self.model ?? file.model ?? "resnet20"
-            let shortcut = try self.shortcut ?? file.shortcut.map(RunFile.shortcut) ?? .b
             let seed = self.seed ?? file.seed ?? 0
             var recipe = try Recipe.named(self.recipe ?? file.recipe ?? "he2016")
+            let shortcut = try self.shortcut ?? file.shortcut.map(RunFile.shortcut) ?? recipe.shortcut ?? .b
             if let schedule = file.schedule { recipe.schedule = schedule }
             try file.overrides?.apply(to: &recipe)
             try overrides.apply(to: &recipe)

@@ -311,6 +311,40 @@ struct InferenceFusionTests {
         #expect(MixedPrecisionTests.relativeError(fusedBF16, separate) < 0.05)
     }
 
+    @Test("an inference graph sees parameter changes made after it was planned")
+    func followsParameterChanges() throws {
+        let model = try build("resnet20")
+        model.initializeParameters(seed: 6)
+        model.eval()
+        let graph = Graph(computesGradients: false)
+        let x = graph.input([2, 3, 32, 32])
+        let logits = try model(x)
+        try graph.plan(keep: [logits])
+        var generator = SeededGenerator(seed: 3)
+        try graph.setInput(x, (0..<(2 * 3 * 32 * 32)).map { _ in generator.nextNormal() })
+        graph.forward()
+        let before = try graph.read(logits)
+        graph.forward()
+        #expect(try graph.read(logits) == before, "unchanged parameters, same logits")
+        // Change a folded batch norm's statistics and a convolution's weights in place.
+        let parameters = Dictionary(uniqueKeysWithValues: model.namedParameters())
+        let variance = try #require(parameters["stage2.block1.bn1.runningVariance"])
+        variance.values = variance.values.map { $0 * 4 }
+        let weight = try #require(parameters["stage3.block2.conv2.weight"])
+        weight.values = weight.values.map { -$0 }
+        graph.forward()
+        let after = try graph.read(logits)
+        #expect(after != before)
+        var replay = SeededGenerator(seed: 3)
+        let fresh = Graph(computesGradients: false)
+        let y = fresh.input([2, 3, 32, 32])
+        let freshLogits = try model(y)
+        try fresh.plan(keep: [freshLogits])
+        try fresh.setInput(y, (0..<(2 * 3 * 32 * 32)).map { _ in replay.nextNormal() })
+        fresh.forward()
+        #expect(MixedPrecisionTests.relativeError(after, try fresh.read(freshLogits)) < 1e-6)
+    }
+
     @Test("an inference graph of ResNet-20 runs no batch norm and no separate ReLU")
     func nothingLeftUnfused() throws {
         let model = try build("resnet20")

@@ -81,6 +81,9 @@ class WeightedNode: Node {
     /// that fold it in, recomputed before every forward pass from the current parameters.
     private(set) var foldedNorm: BatchNormNode?
     private var foldedWeights: Memory?, foldedBias: Memory?
+    /// Inference only: the parameters the derived weights were made from, to redo them only
+    /// when those change (training graphs update weights every step and always redo them).
+    private var derivedFrom: ParameterSnapshot?
     private(set) var runBackwardData: BoundPrimitive?
     private var reorderWeightsBackward: BoundPrimitive?
     private var dataSink: GradientSink?
@@ -169,6 +172,10 @@ class WeightedNode: Node {
         }
         var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.weights, forwardWeights),
                                            (Arg.dst, try graph.memory(outputs[0]))]
+        if !training {
+            let norm = foldedNorm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []
+            derivedFrom = ParameterSnapshot(parameters + norm)
+        }
         if let foldedBias {
             bindings.append((Arg.bias, foldedBias))
         } else if let bias {
@@ -214,8 +221,10 @@ class WeightedNode: Node {
     }
 
     override func forward(_ graph: Graph) {
-        if let norm = foldedNorm { foldNorm(norm) }
-        reorderWeightsForward?.execute()
+        if derivedFrom?.changed() ?? true {
+            if let norm = foldedNorm { foldNorm(norm) }
+            reorderWeightsForward?.execute()
+        }
         runForward.execute()
     }
 
