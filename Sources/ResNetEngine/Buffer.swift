@@ -50,8 +50,8 @@ public final class Memory: @unchecked Sendable {
         try self.init(descriptor, buffer: Buffer(byteCount: descriptor.byteCount))
     }
 
-    /// A memory whose storage is bound later (see ``Arena``).
-    init(unbound descriptor: MemoryDescriptor) throws {
+    /// A memory whose storage is bound later (see ``Arena`` and ``bind(to:offset:)``).
+    public init(unbound descriptor: MemoryDescriptor) throws {
         var md = descriptor.raw
         var handle: dnnl_memory_t?
         try check(dnnl_memory_create(&handle, &md, ComputeEngine.shared.engine, cdnnl_memory_none()), "memory for \(descriptor)")
@@ -59,11 +59,11 @@ public final class Memory: @unchecked Sendable {
         self.descriptor = descriptor
     }
 
-    /// Points this memory at `buffer`.
-    func bind(to buffer: Buffer) {
-        precondition(descriptor.byteCount <= buffer.byteCount)
-        dnnl_memory_set_data_handle(handle, buffer.pointer)
-        pointer = buffer.pointer
+    /// Points this memory at `buffer`, `offset` bytes in (64-byte aligned).
+    public func bind(to buffer: Buffer, offset: Int = 0) {
+        precondition(offset % 64 == 0 && offset + descriptor.byteCount <= buffer.byteCount)
+        dnnl_memory_set_data_handle(handle, buffer.pointer + offset)
+        pointer = buffer.pointer + offset
         storage = buffer
     }
 

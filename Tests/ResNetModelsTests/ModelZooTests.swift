@@ -355,3 +355,38 @@ struct InferenceFusionTests {
         #expect(!graph.nodeSummary.contains { $0.hasPrefix("BatchNormNode") || $0.hasPrefix("ReLUNode") }, "\(graph.nodeSummary)")
     }
 }
+
+@Suite("Whole-network gradients", .serialized)
+struct NetworkGradientTests {
+    /// Parameter gradients of one training step, with or without shared gradient memory.
+    static func gradients(shortcut: ShortcutOption, precision: Precision, sharing: Bool) throws -> [String: [Float]] {
+        let model = try build("resnet20", shortcut: shortcut)
+        model.initializeParameters(seed: 8)
+        let graph = Graph(precision: precision, sharesGradientMemory: sharing)
+        let x = graph.input([4, 3, 32, 32])
+        let labels = graph.labels(count: 4)
+        try graph.plan(loss: try softmaxCrossEntropy(try model(x), labels: labels))
+        var generator = SeededGenerator(seed: 4)
+        try graph.setInput(x, (0..<(4 * 3 * 32 * 32)).map { _ in generator.nextNormal() })
+        try graph.setLabels(labels, [1, 5, 7, 2])
+        graph.forward()
+        graph.backward()
+        return Dictionary(uniqueKeysWithValues: model.namedParameters().filter { $0.1.isTrainable }.map { ($0.0, $0.1.gradients) })
+    }
+
+    /// Sharing memory between gradients whose lifetimes do not overlap must not change a bit:
+    /// the same primitives run in the same order on the same values. (Every op's backward is
+    /// checked against the reference and finite differences in OpTests; finite differences of a
+    /// whole ResNet's loss are too rough at its ReLU kinks to check it more closely.)
+    @Test("gradients are bit for bit the same with and without shared gradient memory",
+          arguments: [ShortcutOption.a, .b], Precision.allCases)
+    func sharingChangesNothing(shortcut: ShortcutOption, precision: Precision) throws {
+        let shared = try Self.gradients(shortcut: shortcut, precision: precision, sharing: true)
+        let separate = try Self.gradients(shortcut: shortcut, precision: precision, sharing: false)
+        #expect(shared.keys.sorted() == separate.keys.sorted())
+        for (name, values) in separate {
+            #expect(shared[name]! == values, "\(name)")
+            #expect(values.contains { $0 != 0 }, "\(name) has a gradient")
+        }
+    }
+}

@@ -310,7 +310,7 @@ final class FlattenNode: Node {
 
     override func planBackward(_ graph: Graph) throws {
         guard graph.needsGradient(inputs[0]) else { return }
-        let plainView = try graph.gradientMemory(outputs[0]).view(as: MemoryDescriptor(graph.values[inputs[0]].shape, .plain))
+        let plainView = try graph.gradientView(outputs[0], as: MemoryDescriptor(graph.values[inputs[0]].shape, .plain))
         runBackward = try graph.gradientCopy(inputs[0], from: plainView)
     }
 
