@@ -212,7 +212,18 @@ class Measurement:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident set size in MiB.
+
+    VmHWM from /proc/self/status, not getrusage's ru_maxrss: Linux carries ru_maxrss across
+    execve, so a worker forked from this (large) parent would start at the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -64,9 +64,7 @@ struct Bench: ParsableCommand {
             rates.append(Double(batch * iterations) / seconds)
         }
         let median = rates.sorted()[rates.count / 2]
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let peakMiB = Double(usage.ru_maxrss) / 1024   // Linux reports KiB
+        let peakMiB = peakResidentMiB()
         if json {
             let out: [String: Any] = ["model": definition.name, "mode": mode, "batch_size": batch,
                                       "threads": ComputeEngine.shared.threadCount, "precision": precision.rawValue,
@@ -79,4 +77,18 @@ struct Bench: ParsableCommand {
                          rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), peakMiB))
         }
     }
+}
+
+/// This process's peak resident memory in MiB: VmHWM from /proc/self/status, which starts
+/// afresh at exec. (getrusage's ru_maxrss does not: Linux carries it across execve, so a
+/// benchmark started by a large parent, such as a Python script, would report the parent's size.)
+func peakResidentMiB() -> Double {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap({ Double($0) }) {
+        return kib / 1024
+    }
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024   // KiB on Linux
 }
