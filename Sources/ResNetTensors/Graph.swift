@@ -123,6 +123,14 @@ public final class Graph {
     /// after `backward`) and gradients other memories view.
     private var pinnedGradients: Set<Int> = []
     private var gradientPool: Buffer?
+    /// Inference graphs share value memory the same way, by forward lifetimes: a value lives
+    /// from the step that writes it to the last step that reads it (ResNet-50 at batch 32:
+    /// a few activations at a time instead of all of them).
+    private var poolsValues: Bool { !computesGradients }
+    private var forwardStep = -1
+    private var valueLifetimes: [Int: ClosedRange<Int>] = [:]
+    private var pinnedValues: Set<Int> = []
+    private var valuePool: Buffer?
 
     public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesGradientMemory: Bool = true) {
         self.computesGradients = computesGradients
@@ -186,7 +194,15 @@ public final class Graph {
         fuse(keeping: kept)
         forwardNodes = nodes.filter(\.isActive)
         for id in inputIDs { _ = try memory(id) }
-        for node in forwardNodes { try node.planForward(self) }
+        for (step, node) in forwardNodes.enumerated() {
+            forwardStep = step
+            try node.planForward(self)
+        }
+        if poolsValues {
+            pinnedValues.formUnion(inputIDs)
+            pinnedValues.formUnion(kept)
+            valuePool = pool(valueLifetimes, memory: { self.values[$0].memory }, pinned: pinnedValues)
+        }
 
         if let root, computesGradients {
             guard values[root].requiresGradient else {
@@ -205,7 +221,8 @@ public final class Graph {
             }
             pinnedGradients.formUnion(inputIDs)
             pinnedGradients.formUnion(kept)
-            poolGradients()
+            gradientPool = pool(gradientLifetimes, memory: { self.values[$0].gradient },
+                                pinned: sharesGradientMemory ? pinnedGradients : Set(gradientLifetimes.keys))
         }
         scratchpad.allocate()
         accumulationScratch.allocate()
@@ -254,13 +271,40 @@ public final class Graph {
         }
     }
 
-    /// The memory of a value, allocated on first request.
+    /// The memory of a value, made on first request. In inference graphs its storage is
+    /// assigned when planning ends, and every request during planning is a use at run time.
     func memory(_ id: Int) throws -> Memory {
+        if poolsValues && !isPlanned {
+            let step = forwardStep
+            valueLifetimes[id] = valueLifetimes[id].map { min($0.lowerBound, step)...max($0.upperBound, step) } ?? step...step
+        }
         if let m = values[id].memory { return m }
-        let m = try Memory(values[id].descriptor)
-        ownedBytes += m.descriptor.byteCount
+        let m: Memory
+        if poolsValues && !isPlanned {
+            m = try Memory(unbound: values[id].descriptor)
+        } else {
+            m = try Memory(values[id].descriptor)
+            ownedBytes += m.descriptor.byteCount
+        }
         values[id].memory = m
         return m
+    }
+
+    /// The memory of a value that keeps a buffer of its own, never shared (for an op that
+    /// relies on what it left there, such as zeros it never rewrites).
+    func ownMemory(_ id: Int) throws -> Memory {
+        let memory = try memory(id)
+        pinnedValues.insert(id)
+        if memory.pointer == nil { bindOwn(memory) }
+        return memory
+    }
+
+    /// A view of a value's memory in another descriptor; the value then keeps its own buffer.
+    func memoryView(_ id: Int, as descriptor: MemoryDescriptor) throws -> Memory {
+        let memory = try memory(id)
+        pinnedValues.insert(id)
+        if memory.pointer == nil { bindOwn(memory) }
+        return try memory.view(as: descriptor)
     }
 
     /// The gradient memory of a value, made on first request; its storage is assigned when
@@ -287,19 +331,20 @@ public final class Graph {
         ownedBytes += memory.descriptor.byteCount
     }
 
-    /// Places gradients in one buffer, first fit by lifetime: two gradients share bytes only
-    /// if no backward step uses both. A training step keeps every activation for the backward
-    /// pass but needs only a few activation gradients at a time (ResNet-20, batch 128: the
-    /// gradients take ~30 MB instead of ~280 MB).
-    private func poolGradients() {
+    /// Places memories in one buffer, first fit by lifetime: two share bytes only if no step
+    /// uses both. A training step keeps every activation for the backward pass but needs only a
+    /// few activation gradients at a time (ResNet-20, batch 128: the gradients take ~30 MB
+    /// instead of ~280 MB); an inference pass needs only a few activations at a time.
+    /// Pinned ones, and any left unbound, get buffers of their own.
+    private func pool(_ lifetimes: [Int: ClosedRange<Int>], memory: (Int) -> Memory?, pinned: Set<Int>) -> Buffer {
         var placed: [(offset: Int, size: Int, lifetime: ClosedRange<Int>)] = []
         var placements: [(Memory, Int)] = []
         var total = 0
-        let pooled = gradientLifetimes.keys.filter { sharesGradientMemory && !pinnedGradients.contains($0) }
-            .sorted { (gradientLifetimes[$0]!.lowerBound, $0) < (gradientLifetimes[$1]!.lowerBound, $1) }
+        let pooled = lifetimes.keys.filter { !pinned.contains($0) }
+            .sorted { (lifetimes[$0]!.lowerBound, $0) < (lifetimes[$1]!.lowerBound, $1) }
         for id in pooled {
-            guard let memory = values[id].gradient, memory.pointer == nil else { continue }
-            let lifetime = gradientLifetimes[id]!
+            guard let memory = memory(id), memory.pointer == nil else { continue }
+            let lifetime = lifetimes[id]!
             let size = (memory.descriptor.byteCount + 63) / 64 * 64
             let busy = placed.filter { $0.lifetime.overlaps(lifetime) }.sorted { $0.offset < $1.offset }
             var offset = 0
@@ -310,11 +355,11 @@ public final class Graph {
             placements.append((memory, offset))
             total = max(total, offset + size)
         }
-        let pool = Buffer(byteCount: total)
-        for (memory, offset) in placements { memory.bind(to: pool, offset: offset) }
-        gradientPool = pool
+        let buffer = Buffer(byteCount: total)
+        for (memory, offset) in placements { memory.bind(to: buffer, offset: offset) }
         ownedBytes += total
-        for id in gradientLifetimes.keys where values[id].gradient?.pointer == nil { bindOwn(values[id].gradient!) }
+        for id in lifetimes.keys { if let m = memory(id), m.pointer == nil { bindOwn(m) } }
+        return buffer
     }
 
     /// A buffer a node owns (weights in a primitive's layout, workspaces, statistics).
@@ -445,6 +490,7 @@ public final class Graph {
         guard isPlanned, let memory = values[tensor.id].memory else {
             throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
         }
+        try checkReadable(tensor)
         guard memory.descriptor == MemoryDescriptor(tensor.shape, .plain) else {
             throw TensorError.invalidArgument(layer: "withValue", message: "\(tensor) is not in plain layout: use read(_:)")
         }
@@ -472,6 +518,7 @@ public final class Graph {
         guard isPlanned, let memory = values[tensor.id].memory else {
             throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
         }
+        try checkReadable(tensor)
         switch layout {
         case .plain:
             return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].reader)
@@ -479,6 +526,13 @@ public final class Graph {
             return try readPlain(memory, shape: tensor.shape, as: .channelsLast, cache: &values[tensor.id].channelsLastReader)
         default:
             throw TensorError.invalidArgument(layer: "read", message: "values read as plain (NCHW) or channels-last (NHWC, rank 4), not \(layout)")
+        }
+    }
+
+    /// Inference graphs share memory between values: only inputs and kept values survive a pass.
+    private func checkReadable(_ tensor: Tensor) throws {
+        guard !poolsValues || pinnedValues.contains(tensor.id) else {
+            throw TensorError.notPlanned("\(tensor) is not kept in this inference graph: pass it in plan(keep:)")
         }
     }
 

@@ -354,6 +354,29 @@ struct InferenceFusionTests {
         try graph.plan(keep: [logits])
         #expect(!graph.nodeSummary.contains { $0.hasPrefix("BatchNormNode") || $0.hasPrefix("ReLUNode") }, "\(graph.nodeSummary)")
     }
+
+    @Test("an inference graph shares activation memory: only kept values can be read")
+    func sharedActivations() throws {
+        let model = try #require(try build("resnet20") as? ResNet)
+        model.eval()
+        func planned(keepingFeatures: Bool) throws -> (Graph, Tensor) {
+            let graph = Graph(computesGradients: false)
+            let x = graph.input([64, 3, 32, 32])
+            let features = try model.stem(x)
+            let logits = try model(x)
+            try graph.plan(keep: keepingFeatures ? [logits, features] : [logits])
+            return (graph, features)
+        }
+        let (shared, features) = try planned(keepingFeatures: false)
+        shared.forward()
+        #expect(throws: TensorError.self) { try shared.read(features) }
+        let (kept, keptFeatures) = try planned(keepingFeatures: true)
+        kept.forward()
+        #expect(try kept.read(keptFeatures).count == 64 * 16 * 32 * 32)
+        // Unshared, the activations of 64 images take ~70 MB (4 MiB per 16x32x32 tensor);
+        // shared, a few of them at a time, plus the weights.
+        #expect(shared.allocatedBytes < 32 << 20, "\(shared.allocatedBytes) bytes")
+    }
 }
 
 @Suite("Whole-network gradients", .serialized)

@@ -226,7 +226,7 @@ final class PadChannelsNode: Node {
 
     override func planForward(_ graph: Graph) throws {
         source = try graph.memory(inputs[0])
-        destination = try graph.memory(outputs[0])
+        destination = try graph.ownMemory(outputs[0])   // its zero channels are written once, at allocation
         let inShape = graph.values[inputs[0]].shape, outShape = graph.values[outputs[0]].shape
         guard source.descriptor.byteCount / 4 < Int(Int32.max), destination.descriptor.byteCount / 4 < Int(Int32.max) else {
             throw TensorError.invalidArgument(layer: label, message: "tensor too large")
@@ -303,7 +303,7 @@ final class FlattenNode: Node {
 
     override func planForward(_ graph: Graph) throws {
         let source = try graph.memory(inputs[0])
-        let plainView = try graph.memory(outputs[0]).view(as: MemoryDescriptor(graph.values[inputs[0]].shape, .plain))
+        let plainView = try graph.memoryView(outputs[0], as: MemoryDescriptor(graph.values[inputs[0]].shape, .plain))
         runForward = try graph.bind(try PrimitiveCache.shared.reorder(from: source.descriptor, to: plainView.descriptor),
                                     [(Arg.from, source), (Arg.to, plainView)])
     }
