@@ -301,14 +301,11 @@ public final class Graph {
 
     /// A view of a value's memory in another descriptor; the value then keeps its own buffer.
     func memoryView(_ id: Int, as descriptor: MemoryDescriptor) throws -> Memory {
-        let memory = try memory(id)
-        pinnedValues.insert(id)
-        if memory.pointer == nil { bindOwn(memory) }
-        return try memory.view(as: descriptor)
+        try ownMemory(id).view(as: descriptor)
     }
 
     /// The gradient memory of a value, made on first request; its storage is assigned when
-    /// planning ends (``poolGradients()``). Every request during planning is a use at run time.
+    /// planning ends (``pool(_:memory:pinned:)``). Every request during planning is a use at run time.
     func gradientMemory(_ id: Int) throws -> Memory {
         let step = backwardStep
         gradientLifetimes[id] = gradientLifetimes[id].map { min($0.lowerBound, step)...max($0.upperBound, step) } ?? step...step
