@@ -71,8 +71,11 @@ public final class Memory: @unchecked Sendable {
 
     /// Another view of the same storage (e.g. a flattened `[N, CHW]` view of plain `[N, C, H, W]`).
     public func view(as other: MemoryDescriptor) throws -> Memory {
-        guard let storage else { preconditionFailure("an unbound memory has no storage to view") }
-        return try Memory(other, buffer: storage)
+        guard let storage, let pointer else { preconditionFailure("an unbound memory has no storage to view") }
+        let view = try Memory(other, buffer: storage)
+        let offset = pointer - storage.pointer
+        if offset != 0 { view.bind(to: storage, offset: offset) }
+        return view
     }
 
     /// The data as `Float` elements.

@@ -123,6 +123,8 @@ public final class Graph {
     /// after `backward`) and gradients other memories view.
     private var pinnedGradients: Set<Int> = []
     private var gradientPool: Buffer?
+    /// Staging buffer and reorder that write a seed into a root gradient that is not plain float32.
+    private var seedWriter: (BoundPrimitive, Memory)?
     /// Inference graphs share value memory the same way, by forward lifetimes: a value lives
     /// from the step that writes it to the last step that reads it (ResNet-50 at batch 32:
     /// a few activations at a time instead of all of them).
@@ -359,6 +361,9 @@ public final class Graph {
         return buffer
     }
 
+    /// Counts memory a node holds outside the graph's buffers (in ``allocatedBytes``).
+    func account(bytes: Int) { ownedBytes += bytes }
+
     /// A buffer a node owns (weights in a primitive's layout, workspaces, statistics).
     func temporary(_ descriptor: MemoryDescriptor) throws -> Memory {
         ownedBytes += descriptor.byteCount
@@ -569,17 +574,22 @@ public final class Graph {
         return bound
     }
 
-    /// Writes plain float32 data into `memory` in whatever layout and element type it has.
+    /// Writes plain float32 data into the root's gradient in whatever layout and element type
+    /// it has, through a staging buffer and reorder made on first use.
     private func writePlain(_ data: [Float], into memory: Memory, shape: [Int]) throws {
         let plain = MemoryDescriptor(shape, .plain)
         if memory.descriptor == plain {
             data.withUnsafeBufferPointer { memory.floats.update(from: $0.baseAddress!, count: data.count) }
             return
         }
-        let staging = try Memory(plain)
+        if seedWriter == nil {
+            let staging = try Memory(plain)
+            seedWriter = (try bindAtEdge(try PrimitiveCache.shared.reorder(from: plain, to: memory.descriptor),
+                                         [(Arg.from, staging), (Arg.to, memory)]), staging)
+        }
+        let (reorder, staging) = seedWriter!
         data.withUnsafeBufferPointer { staging.floats.update(from: $0.baseAddress!, count: data.count) }
-        try bindAtEdge(try PrimitiveCache.shared.reorder(from: plain, to: memory.descriptor),
-                       [(Arg.from, staging), (Arg.to, memory)]).execute()
+        reorder.execute()
     }
 
     // MARK: - Diagnostics

@@ -70,7 +70,8 @@ public final class Parameter: @unchecked Sendable {
 final class ParameterSnapshot {
     private let parameters: [Parameter]
     private let copy: UnsafeMutableRawPointer
-    private let byteCount: Int
+    /// Bytes of the copy.
+    let byteCount: Int
     private var isValid = false
 
     init(_ parameters: [Parameter]) {

@@ -47,8 +47,8 @@ public struct Recipe: Codable, Sendable, Equatable {
     /// The monitored validation metric for plateau: `loss` or `accuracy`.
     public var plateauMonitor: String
     public var earlyStopping: EarlyStop?
-    /// The shortcut option the recipe's source used (A for the paper's CIFAR networks);
-    /// `nil` leaves the model's default (B). A `--shortcut` flag overrides it.
+    /// The shortcut option the recipe's source used for CIFAR networks (A for the paper's);
+    /// `nil` leaves the model's default (B). ImageNet networks and a `--shortcut` flag ignore it.
     public var shortcut: ShortcutOption? = nil
 
     // MARK: - The presets

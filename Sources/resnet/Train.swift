@@ -129,7 +129,9 @@ struct Train: ParsableCommand {
             let model = self.model ?? file.model ?? "resnet20"
             let seed = self.seed ?? file.seed ?? 0
             var recipe = try Recipe.named(self.recipe ?? file.recipe ?? "he2016")
-            let shortcut = try self.shortcut ?? file.shortcut.map(RunFile.shortcut) ?? recipe.shortcut ?? .b
+            // A recipe's shortcut is its source's CIFAR choice; ImageNet networks keep B unless asked.
+            let cifar = try ModelDefinition(name: model).configuration?.stem == .cifar
+            let shortcut = try self.shortcut ?? file.shortcut.map(RunFile.shortcut) ?? (cifar ? recipe.shortcut : nil) ?? .b
             if let schedule = file.schedule { recipe.schedule = schedule }
             try file.overrides?.apply(to: &recipe)
             try overrides.apply(to: &recipe)
@@ -178,7 +180,7 @@ struct Train: ParsableCommand {
                                   runDirectory: directory, resume: resume != nil)
         let r = configuration.recipe
         if !json {
-            say("\(configuration.model) on \(configuration.dataset): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue)")
+            say("\(configuration.model) on \(configuration.dataset): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue), shortcut \(configuration.modelOptions.shortcut)")
             say("recipe \(r.name): \(r.optimizer) batch \(r.batchSize), \(r.schedule.resolvingLength(r.totalIterations(trainingCount: trainIndices.count)).summary), augment \(r.augmentations.map(\.specification).joined(separator: ",")), run \(directory.path)")
         }
         let terminal = isatty(1) == 1 && !json

@@ -228,7 +228,8 @@ final class PadChannelsNode: Node {
         source = try graph.memory(inputs[0])
         destination = try graph.ownMemory(outputs[0])   // its zero channels are written once, at allocation
         let inShape = graph.values[inputs[0]].shape, outShape = graph.values[outputs[0]].shape
-        guard source.descriptor.byteCount / 4 < Int(Int32.max), destination.descriptor.byteCount / 4 < Int(Int32.max) else {
+        guard source.descriptor.byteCount / source.descriptor.elementType.size < Int(Int32.max),
+              destination.descriptor.byteCount / destination.descriptor.elementType.size < Int(Int32.max) else {
             throw TensorError.invalidArgument(layer: label, message: "tensor too large")
         }
         let count = inShape[0] * inShape[1] * outShape[2] * outShape[3]

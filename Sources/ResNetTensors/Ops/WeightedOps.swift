@@ -175,6 +175,7 @@ class WeightedNode: Node {
         if !training {
             let norm = foldedNorm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []
             derivedFrom = ParameterSnapshot(parameters + norm)
+            graph.account(bytes: derivedFrom!.byteCount)
         }
         if let foldedBias {
             bindings.append((Arg.bias, foldedBias))
