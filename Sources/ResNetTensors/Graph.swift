@@ -244,42 +244,50 @@ public final class Graph {
                   values[norm.inputs[0]].consumerCount == 1, !kept.contains(norm.inputs[0]),
                   convolution.fold(norm)
             else { continue }
-            convolution.outputs = norm.outputs
-            values[norm.outputs[0]].producer = convolution
-            norm.isActive = false
+            absorb(norm, into: convolution)
         }
-        for node in nodes {
-            guard let relu = node as? ReLUNode, relu.isActive,
-                  let sum = values[relu.inputs[0]].producer as? AddNode, sum.isActive, !sum.fusesReLU,
-                  values[relu.inputs[0]].consumerCount == 1, !kept.contains(relu.inputs[0])
-            else { continue }
+        fuseReLUs(keeping: kept) { producer in
+            guard let sum = producer as? AddNode, sum.isActive, !sum.fusesReLU else { return false }
             sum.fusesReLU = true
-            sum.outputs = relu.outputs
-            values[relu.outputs[0]].producer = sum
-            relu.isActive = false
+            return true
         }
     }
 
     private func fuseNormReLU(keeping kept: Set<Int>) {
-        for node in nodes {
-            guard let relu = node as? ReLUNode, relu.isActive,
-                  let bn = values[relu.inputs[0]].producer as? BatchNormNode, !bn.fusesReLU,
-                  values[relu.inputs[0]].consumerCount == 1, !kept.contains(relu.inputs[0])
-            else { continue }
-            bn.fusesReLU = true
-            bn.outputs = relu.outputs
-            values[relu.outputs[0]].producer = bn
-            relu.isActive = false
+        fuseReLUs(keeping: kept) { producer in
+            guard let norm = producer as? BatchNormNode, !norm.fusesReLU else { return false }
+            norm.fusesReLU = true
+            return true
         }
+    }
+
+    /// Every active ReLU whose input nothing else reads and nobody keeps goes into the op that
+    /// produces that input, if `takesReLU` (which sets up the fusion) accepts it.
+    private func fuseReLUs(keeping kept: Set<Int>, into takesReLU: (Node) -> Bool) {
+        for node in nodes {
+            guard let relu = node as? ReLUNode, relu.isActive, let producer = values[relu.inputs[0]].producer,
+                  values[relu.inputs[0]].consumerCount == 1, !kept.contains(relu.inputs[0]), takesReLU(producer)
+            else { continue }
+            absorb(relu, into: producer)
+        }
+    }
+
+    /// `producer` writes `absorbed`'s output itself, and `absorbed` no longer runs.
+    private func absorb(_ absorbed: Node, into producer: Node) {
+        producer.outputs = absorbed.outputs
+        values[absorbed.outputs[0]].producer = producer
+        absorbed.isActive = false
+    }
+
+    /// Widens a memory's lifetime to include `step`.
+    private func use(_ id: Int, at step: Int, in lifetimes: inout [Int: ClosedRange<Int>]) {
+        lifetimes[id] = lifetimes[id].map { min($0.lowerBound, step)...max($0.upperBound, step) } ?? step...step
     }
 
     /// The memory of a value, made on first request. In inference graphs its storage is
     /// assigned when planning ends, and every request during planning is a use at run time.
     func memory(_ id: Int) throws -> Memory {
-        if poolsValues && !isPlanned {
-            let step = forwardStep
-            valueLifetimes[id] = valueLifetimes[id].map { min($0.lowerBound, step)...max($0.upperBound, step) } ?? step...step
-        }
+        if poolsValues && !isPlanned { use(id, at: forwardStep, in: &valueLifetimes) }
         if let m = values[id].memory { return m }
         let m: Memory
         if poolsValues && !isPlanned {
@@ -309,8 +317,7 @@ public final class Graph {
     /// The gradient memory of a value, made on first request; its storage is assigned when
     /// planning ends (``pool(_:memory:pinned:)``). Every request during planning is a use at run time.
     func gradientMemory(_ id: Int) throws -> Memory {
-        let step = backwardStep
-        gradientLifetimes[id] = gradientLifetimes[id].map { min($0.lowerBound, step)...max($0.upperBound, step) } ?? step...step
+        use(id, at: backwardStep, in: &gradientLifetimes)
         if let m = values[id].gradient { return m }
         let m = try Memory(unbound: values[id].descriptor)
         values[id].gradient = m
