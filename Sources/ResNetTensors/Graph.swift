@@ -231,12 +231,23 @@ public final class Graph {
         isPlanned = true
     }
 
-    /// Batch norm followed by ReLU becomes one oneDNN primitive (`fuse_norm_relu`) when
-    /// nothing else reads the batch-norm output. Inference graphs go further: a batch norm
-    /// after a convolution is folded into its weights (with its ReLU as a post-op), and a
-    /// ReLU after an addition becomes the addition's post-op.
+    /// A ReLU whose input nothing else reads goes into the op before it: batch norm + ReLU
+    /// becomes one oneDNN primitive (`fuse_norm_relu`), and a residual addition takes the ReLU
+    /// as a post-op (its backward pass then reads the ReLU's output instead of the sum, which
+    /// is not stored). Inference graphs go further: a batch norm after a convolution is folded
+    /// into its weights, with its ReLU as a post-op.
     private func fuse(keeping kept: Set<Int>) {
-        fuseNormReLU(keeping: kept)
+        fuseReLUs(keeping: kept) { producer in
+            if let norm = producer as? BatchNormNode, !norm.fusesReLU {
+                norm.fusesReLU = true
+                return true
+            }
+            if let sum = producer as? AddNode, sum.isActive, !sum.fusesReLU {
+                sum.fusesReLU = true
+                return true
+            }
+            return false
+        }
         guard !computesGradients else { return }
         for node in nodes {
             guard let norm = node as? BatchNormNode, norm.isActive,
@@ -245,19 +256,6 @@ public final class Graph {
                   convolution.fold(norm)
             else { continue }
             absorb(norm, into: convolution)
-        }
-        fuseReLUs(keeping: kept) { producer in
-            guard let sum = producer as? AddNode, sum.isActive, !sum.fusesReLU else { return false }
-            sum.fusesReLU = true
-            return true
-        }
-    }
-
-    private func fuseNormReLU(keeping kept: Set<Int>) {
-        fuseReLUs(keeping: kept) { producer in
-            guard let norm = producer as? BatchNormNode, !norm.fusesReLU else { return false }
-            norm.fusesReLU = true
-            return true
         }
     }
 

@@ -195,6 +195,43 @@ struct OpTests {
         ).run()
     }
 
+    @Test("add + ReLU fuse in training; the backward pass reads the ReLU's output", arguments: TestLayout.allCases, Precision.allCases)
+    func addReLUOp(_ layout: TestLayout, precision: Precision) throws {
+        var random = TestRandom(18)
+        let shape = [2, 16, 3, 5]
+        // y = relu(x + relu(x)): x feeds the sum and the inner ReLU, as a block input feeds
+        // its shortcut and its first convolution.
+        var fusedGraph: Graph?
+        try OpCheck(
+            inputShape: shape, layout: layout, precision: precision, input: random.spaced(shape.reduce(1, *)),
+            build: { x in
+                fusedGraph = x.graph
+                return relu(try add(x, relu(x)))
+            },
+            reference: { let x = RefTensor(shape: shape, data: $0); return Reference.relu(Reference.add(x, Reference.relu(x))) },
+            referenceBackward: { x, dy in
+                let input = RefTensor(shape: shape, data: x)
+                let sum = Reference.add(input, Reference.relu(input))
+                let throughSum = Reference.reluBackward(sum, outputGradient: dy)
+                let viaInnerReLU = Reference.reluBackward(input, outputGradient: throughSum)
+                return (zip(throughSum.data, viaInnerReLU.data).map { $0 + $1 }, [])
+            }
+        ).run()
+        let summary = fusedGraph!.nodeSummary
+        #expect(summary.filter { $0.hasPrefix("ReLUNode") }.count == 1, "the outer ReLU should be fused: \(summary)")
+        // relu(x + x): both operands are one value, so the gradient is added to itself.
+        try OpCheck(
+            inputShape: shape, layout: layout, precision: precision, input: random.spaced(shape.reduce(1, *)),
+            build: { x in relu(try add(x, x)) },
+            reference: { let x = RefTensor(shape: shape, data: $0); return Reference.relu(Reference.add(x, x)) },
+            referenceBackward: { x, dy in
+                let input = RefTensor(shape: shape, data: x)
+                let throughSum = Reference.reluBackward(Reference.add(input, input), outputGradient: dy)
+                return (throughSum.data.map { 2 * $0 }, [])
+            }
+        ).run()
+    }
+
     @Test("shortcut option A: subsample and zero-pad channels", arguments: TestLayout.allCases, Precision.allCases)
     func padChannelsOp(_ layout: TestLayout, precision: Precision) throws {
         var random = TestRandom(9)

@@ -66,8 +66,11 @@ func binaryPrimitive(_ algorithm: dnnl_alg_kind_t, _ a: MemoryDescriptor, _ b: M
 
 final class AddNode: Node {
     private var runForward: BoundPrimitive!
+    /// With a fused ReLU: its backward pass, from the output, and where that gradient goes.
+    private var reluBackward: BoundPrimitive?
+    private var reluSink: GradientSink?
     private var copies: [BoundPrimitive] = []
-    /// Inference only: the ReLU that follows, applied as a post-op.
+    /// The ReLU that follows, applied as a post-op (`relu(a + b)` in one pass).
     var fusesReLU = false
 
     override func planForward(_ graph: Graph) throws {
@@ -78,15 +81,57 @@ final class AddNode: Node {
     }
 
     override func planBackward(_ graph: Graph) throws {
-        let diff = try graph.gradientMemory(outputs[0])
-        // Both inputs receive the output's gradient unchanged.
-        for i in inputs where graph.needsGradient(i) {
-            copies.append(try graph.gradientCopy(i, from: diff))
+        let needing = inputs.filter(graph.needsGradient)
+        guard !needing.isEmpty else { return }
+        // The sum's gradient reaches both inputs unchanged.
+        var sumGradient = try graph.gradientMemory(outputs[0])
+        var writtenDirectly: Int?
+        if fusesReLU {
+            // The sum was not stored: ReLU's gradient passes where its output is positive.
+            // It goes straight into the first input's gradient, which the other one copies.
+            let output = try graph.memory(outputs[0])
+            let primitive = try reluBackwardFromOutput(output.descriptor, sumGradient.descriptor, label: label)
+            let sink: GradientSink
+            if inputs[0] != inputs[1] {
+                sink = try graph.gradientSink(needing[0], writtenAs: output.descriptor)
+                writtenDirectly = needing[0]
+            } else {
+                sink = GradientSink(target: try graph.temporary(output.descriptor), finish: nil)
+            }
+            reluBackward = try graph.bind(primitive, [(Arg.dst, output), (Arg.diffDst, sumGradient), (Arg.diffSrc, sink.target)])
+            reluSink = sink
+            sumGradient = sink.target
+        }
+        for i in inputs where graph.needsGradient(i) && i != writtenDirectly {
+            copies.append(try graph.gradientCopy(i, from: sumGradient))
         }
     }
 
     override func forward(_ graph: Graph) { runForward.execute() }
-    override func backward(_ graph: Graph) { for c in copies { c.execute() } }
+    override func backward(_ graph: Graph) {
+        reluBackward?.execute()
+        reluSink?.complete()
+        for c in copies { c.execute() }
+    }
+}
+
+/// ReLU's backward pass computed from its output (`dnnl_eltwise_relu_use_dst_for_bwd`):
+/// the same mask as from its input, since `relu(x) > 0` exactly where `x > 0`.
+private func reluBackwardFromOutput(_ output: MemoryDescriptor, _ diff: MemoryDescriptor, label: String) throws -> Primitive {
+    let hint = try PrimitiveCache.shared.primitive(PrimitiveKey("relu.forward.dst", [output])) {
+        var d = dnnl_eltwise_desc_t()
+        var o = output.raw
+        try check(dnnl_eltwise_forward_desc_init(&d, dnnl_forward_training, dnnl_eltwise_relu_use_dst_for_bwd, &o, 0, 0),
+                  "\(label): relu descriptor")
+        return try Primitive(name: "\(label) relu forward", operation: &d)
+    }
+    return try PrimitiveCache.shared.primitive(PrimitiveKey("relu.backward.dst", [output, diff])) {
+        var d = dnnl_eltwise_desc_t()
+        var g = diff.raw, o = output.raw
+        try check(dnnl_eltwise_backward_desc_init(&d, dnnl_eltwise_relu_use_dst_for_bwd, &g, &o, 0, 0),
+                  "\(label): relu backward descriptor")
+        return try Primitive(name: "\(label) relu backward", operation: &d, hint: hint)
+    }
 }
 
 // MARK: - Pooling
