@@ -94,9 +94,11 @@ public final class Graph {
     public let computesGradients: Bool
     /// The number format of activations, their gradients and the convolutions' weights.
     public let precision: Precision
-    /// Whether activation gradients share memory where their lifetimes allow (the default);
-    /// without it every gradient keeps a buffer and ``gradient(of:)`` can read any of them.
-    public let sharesGradientMemory: Bool
+    /// Whether buffers are shared where lifetimes allow (the default): activation gradients,
+    /// and activations that no backward step reads (in inference graphs, all of them).
+    /// Without it every value and gradient keeps a buffer, and ``read(_:)`` and
+    /// ``gradient(of:)`` can read any of them.
+    public let sharesMemory: Bool
     /// The generator of dropout masks; reseed it for reproducible runs.
     public var generator: SeededGenerator
 
@@ -125,19 +127,23 @@ public final class Graph {
     private var gradientPool: Buffer?
     /// Staging buffer and reorder that write a seed into a root gradient that is not plain float32.
     private var seedWriter: (BoundPrimitive, Memory)?
-    /// Inference graphs share value memory the same way, by forward lifetimes: a value lives
-    /// from the step that writes it to the last step that reads it (ResNet-50 at batch 32:
-    /// a few activations at a time instead of all of them).
-    private var poolsValues: Bool { !computesGradients }
+    /// Values share memory the same way: a value lives from the forward step that writes it
+    /// to the last step that reads it, and to the end of the backward pass if a backward step
+    /// reads it. An inference pass (ResNet-50 at batch 32) then holds a few activations at a
+    /// time instead of all of them; a training step frees what only the forward pass reads,
+    /// such as a block's last batch-norm output, which only its residual addition uses.
+    private var poolsValues: Bool { sharesMemory }
     private var forwardStep = -1
+    /// Set while backward steps are planned: a value they bind lives to the end.
+    private var planningBackward = false
     private var valueLifetimes: [Int: ClosedRange<Int>] = [:]
     private var pinnedValues: Set<Int> = []
     private var valuePool: Buffer?
 
-    public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesGradientMemory: Bool = true) {
+    public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true) {
         self.computesGradients = computesGradients
         self.precision = precision
-        self.sharesGradientMemory = sharesGradientMemory
+        self.sharesMemory = sharesMemory
         generator = SeededGenerator(seed: seed)
     }
 
@@ -200,12 +206,6 @@ public final class Graph {
             forwardStep = step
             try node.planForward(self)
         }
-        if poolsValues {
-            pinnedValues.formUnion(inputIDs)
-            pinnedValues.formUnion(kept)
-            valuePool = pool(valueLifetimes, memory: { self.values[$0].memory }, pinned: pinnedValues)
-        }
-
         if let root, computesGradients {
             guard values[root].requiresGradient else {
                 throw TensorError.notPlanned("the loss does not depend on any parameter or input that requires a gradient")
@@ -217,6 +217,7 @@ public final class Graph {
                 for i in node.inputs where values[i].requiresGradient { neededGradients.insert(i) }
             }
             _ = try gradientMemory(root)
+            planningBackward = true
             for (step, node) in backwardNodes.enumerated() {
                 backwardStep = step
                 try node.planBackward(self)
@@ -224,7 +225,12 @@ public final class Graph {
             pinnedGradients.formUnion(inputIDs)
             pinnedGradients.formUnion(kept)
             gradientPool = pool(gradientLifetimes, memory: { self.values[$0].gradient },
-                                pinned: sharesGradientMemory ? pinnedGradients : Set(gradientLifetimes.keys))
+                                pinned: sharesMemory ? pinnedGradients : Set(gradientLifetimes.keys))
+        }
+        if poolsValues {
+            pinnedValues.formUnion(inputIDs)
+            pinnedValues.formUnion(kept)
+            valuePool = pool(valueLifetimes, memory: { self.values[$0].memory }, pinned: pinnedValues)
         }
         scratchpad.allocate()
         accumulationScratch.allocate()
@@ -282,10 +288,12 @@ public final class Graph {
         lifetimes[id] = lifetimes[id].map { min($0.lowerBound, step)...max($0.upperBound, step) } ?? step...step
     }
 
-    /// The memory of a value, made on first request. In inference graphs its storage is
+    /// The memory of a value, made on first request. When memory is shared its storage is
     /// assigned when planning ends, and every request during planning is a use at run time.
     func memory(_ id: Int) throws -> Memory {
-        if poolsValues && !isPlanned { use(id, at: forwardStep, in: &valueLifetimes) }
+        if poolsValues && !isPlanned {
+            use(id, at: planningBackward ? forwardNodes.count : forwardStep, in: &valueLifetimes)
+        }
         if let m = values[id].memory { return m }
         let m: Memory
         if poolsValues && !isPlanned {
@@ -536,21 +544,23 @@ public final class Graph {
         }
     }
 
-    /// Inference graphs share memory between values: only inputs and kept values survive a pass.
+    /// With shared memory, a value survives a forward pass if it is an input, kept, or lives
+    /// to the last forward step (nothing written later can share its bytes).
     private func checkReadable(_ tensor: Tensor) throws {
-        guard !poolsValues || pinnedValues.contains(tensor.id) else {
-            throw TensorError.notPlanned("\(tensor) is not kept in this inference graph: pass it in plan(keep:)")
+        guard !poolsValues || pinnedValues.contains(tensor.id)
+                || (valueLifetimes[tensor.id]?.upperBound ?? -1) >= forwardNodes.count - 1 else {
+            throw TensorError.notPlanned("\(tensor) shares memory with later values and is not kept: pass it in plan(keep:)")
         }
     }
 
     /// The gradient of `tensor` after ``backward(seed:)``, plain layout: for inputs and for
     /// values passed in `plan(loss:keep:)` (other gradients share memory and are overwritten),
-    /// or any value of a graph made with `sharesGradientMemory: false`.
+    /// or any value of a graph made with `sharesMemory: false`.
     public func gradient(of tensor: Tensor) throws -> [Float] {
         guard isPlanned, let memory = values[tensor.id].gradient else {
             throw TensorError.notPlanned("\(tensor) has no gradient in this graph")
         }
-        guard pinnedGradients.contains(tensor.id) || !sharesGradientMemory else {
+        guard pinnedGradients.contains(tensor.id) || !sharesMemory else {
             throw TensorError.notPlanned("the gradient of \(tensor) is not kept: pass it in plan(keep:)")
         }
         return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].gradientReader)

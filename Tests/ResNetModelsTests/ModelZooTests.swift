@@ -385,7 +385,7 @@ struct NetworkGradientTests {
     static func gradients(shortcut: ShortcutOption, precision: Precision, sharing: Bool) throws -> [String: [Float]] {
         let model = try build("resnet20", shortcut: shortcut)
         model.initializeParameters(seed: 8)
-        let graph = Graph(precision: precision, sharesGradientMemory: sharing)
+        let graph = Graph(precision: precision, sharesMemory: sharing)
         let x = graph.input([4, 3, 32, 32])
         let labels = graph.labels(count: 4)
         try graph.plan(loss: try softmaxCrossEntropy(try model(x), labels: labels))

@@ -232,6 +232,40 @@ struct OpTests {
         ).run()
     }
 
+    @Test("a training graph shares the memory of values no backward step reads, and nothing changes")
+    func trainingValueSharing() throws {
+        var random = TestRandom(19)
+        let shape = [2, 16, 6, 6], count = shape.reduce(1, *)
+        let data = random.uniform(count), seed = random.uniform(count)
+        let (scale, shift) = (random.uniform(shape[1]), random.uniform(shape[1]))
+        func run(sharing: Bool) throws -> (graph: Graph, normalized: Tensor, gradient: [Float]) {
+            let graph = Graph(sharesMemory: sharing)
+            let x = graph.input(shape, requiresGradient: true)
+            func normalized(_ input: Tensor) throws -> Tensor {
+                try batchNorm(input, scale: parameter([shape[1]], scale), shift: parameter([shape[1]], shift),
+                              runningMean: parameter([shape[1]], .init(repeating: 0, count: shape[1]), trainable: false),
+                              runningVariance: parameter([shape[1]], .init(repeating: 1, count: shape[1]), trainable: false),
+                              statistics: .batch, updateRunningStatistics: false)
+            }
+            // Two residual steps. h and h2 feed only additions, whose backward passes do not read
+            // their inputs, and batch norm's backward reads its input, not its output: they are
+            // needed only going forward, so h2 can take h's bytes.
+            let h = try normalized(x)
+            let y = relu(try add(h, x))
+            let z = relu(try add(try normalized(y), y))
+            try graph.plan(loss: z)
+            try graph.setInput(x, data)
+            graph.forward()
+            graph.backward(seed: seed)
+            return (graph, h, try graph.gradient(of: x))
+        }
+        let shared = try run(sharing: true), separate = try run(sharing: false)
+        #expect(shared.gradient == separate.gradient)
+        #expect(try separate.graph.read(separate.normalized).count == count)
+        #expect(throws: TensorError.self) { try shared.graph.read(shared.normalized) }
+        #expect(shared.graph.allocatedBytes < separate.graph.allocatedBytes)
+    }
+
     @Test("shortcut option A: subsample and zero-pad channels", arguments: TestLayout.allCases, Precision.allCases)
     func padChannelsOp(_ layout: TestLayout, precision: Precision) throws {
         var random = TestRandom(9)
