@@ -97,7 +97,7 @@ public final class Graph {
     /// Whether buffers are shared where lifetimes allow (the default): activation gradients,
     /// and activations that no backward step reads (in inference graphs, all of them).
     /// Without it every value and gradient keeps a buffer, and ``read(_:)`` and
-    /// ``gradient(of:)`` can read any of them.
+    /// ``gradient(of:)`` can read any of them that fusion did not remove.
     public let sharesMemory: Bool
     /// The generator of dropout masks; reseed it for reproducible runs.
     public var generator: SeededGenerator
@@ -292,6 +292,8 @@ public final class Graph {
     /// assigned when planning ends, and every request during planning is a use at run time.
     func memory(_ id: Int) throws -> Memory {
         if poolsValues && !isPlanned {
+            // Lifetimes start at a forward step; `checkReadable` relies on it.
+            precondition(!planningBackward || valueLifetimes[id] != nil, "a backward step reads a value no forward step wrote")
             use(id, at: planningBackward ? forwardNodes.count : forwardStep, in: &valueLifetimes)
         }
         if let m = values[id].memory { return m }

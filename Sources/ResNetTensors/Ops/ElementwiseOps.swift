@@ -96,7 +96,7 @@ final class AddNode: Node {
                 sink = try graph.gradientSink(needing[0], writtenAs: output.descriptor)
                 writtenDirectly = needing[0]
             } else {
-                sink = GradientSink(target: try graph.temporary(output.descriptor), finish: nil)
+                sink = GradientSink(target: try graph.accumulationScratch.memory(output.descriptor), finish: nil)
             }
             reluBackward = try graph.bind(primitive, [(Arg.dst, output), (Arg.diffDst, sumGradient), (Arg.diffSrc, sink.target)])
             reluSink = sink
@@ -217,16 +217,17 @@ final class PoolNode: Node {
 
     override func planBackward(_ graph: Graph) throws {
         guard graph.needsGradient(inputs[0]) else { return }
-        let source = try graph.memory(inputs[0]), diffDestination = try graph.gradientMemory(outputs[0])
+        // Pooling's backward pass reads the gradient and (max) the workspace, not the input.
+        let source = graph.values[inputs[0]].descriptor, diffDestination = try graph.gradientMemory(outputs[0])
         let (strides, kernels, pads) = dims
         let (algorithm, label, hint) = (algorithm, label, forwardPrimitive!)
-        let primitive = try PrimitiveCache.shared.primitive(PrimitiveKey("pool.backward", [source.descriptor, diffDestination.descriptor], settings)) {
+        let primitive = try PrimitiveCache.shared.primitive(PrimitiveKey("pool.backward", [source, diffDestination.descriptor], settings)) {
             var d = dnnl_pooling_desc_t()
-            var s = source.descriptor.raw, o = diffDestination.descriptor.raw
+            var s = source.raw, o = diffDestination.descriptor.raw
             try check(dnnl_pooling_backward_desc_init(&d, algorithm, &s, &o, strides, kernels, pads, pads), "\(label): pooling backward descriptor")
             return try Primitive(name: "\(label) pooling backward", operation: &d, hint: hint)
         }
-        sink = try graph.gradientSink(inputs[0], writtenAs: source.descriptor)
+        sink = try graph.gradientSink(inputs[0], writtenAs: source)
         var bindings: [(Int32, Memory)] = [(Arg.diffDst, diffDestination), (Arg.diffSrc, sink!.target)]
         if let workspace = runForward.memory(for: Arg.workspace) { bindings.append((Arg.workspace, workspace)) }
         runBackward = try graph.bind(primitive, bindings)

@@ -186,17 +186,18 @@ class WeightedNode: Node {
     }
 
     override func planBackward(_ graph: Graph) throws {
-        let source = try graph.memory(inputs[0])
+        let source = graph.values[inputs[0]].descriptor
         let diffDestination = try graph.gradientMemory(outputs[0])
         if weight.isTrainable {
             // Weight gradients are accumulated and returned in float32 at every precision.
             let anyWeights = MemoryDescriptor.any(weight.shape)
-            let key = PrimitiveKey(kind + ".backwardWeights", [source.descriptor, anyWeights, biasDescriptor, diffDestination.descriptor], settings)
+            let key = PrimitiveKey(kind + ".backwardWeights", [source, anyWeights, biasDescriptor, diffDestination.descriptor], settings)
             let primitive = try PrimitiveCache.shared.primitive(key) {
-                try backwardWeightsOperation(source: source.descriptor, diffWeights: anyWeights, diffBias: biasDescriptor, diffDestination: diffDestination.descriptor)
+                try backwardWeightsOperation(source: source, diffWeights: anyWeights, diffBias: biasDescriptor, diffDestination: diffDestination.descriptor)
             }
             weightSink = try graph.parameterGradientSink(weight, writtenAs: primitive.descriptor(for: Arg.diffWeights)!)
-            var bindings: [(Int32, Memory)] = [(Arg.src, source), (Arg.diffDst, diffDestination), (Arg.diffWeights, weightSink!.target)]
+            // Only backward-weights reads the input's values (asking for its memory keeps it alive).
+            var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.diffDst, diffDestination), (Arg.diffWeights, weightSink!.target)]
             if let bias {
                 biasSink = try graph.parameterGradientSink(bias, writtenAs: biasDescriptor)
                 bindings.append((Arg.diffBias, biasSink!.target))
@@ -205,9 +206,9 @@ class WeightedNode: Node {
         }
         if graph.needsGradient(inputs[0]) {
             let anyWeights = MemoryDescriptor.any(weight.shape, forwardWeights.descriptor.elementType)
-            let key = PrimitiveKey(kind + ".backwardData", [source.descriptor, anyWeights, diffDestination.descriptor], settings)
+            let key = PrimitiveKey(kind + ".backwardData", [source, anyWeights, diffDestination.descriptor], settings)
             let primitive = try PrimitiveCache.shared.primitive(key) {
-                try backwardDataOperation(diffSource: source.descriptor, weights: anyWeights, diffDestination: diffDestination.descriptor)
+                try backwardDataOperation(diffSource: source, weights: anyWeights, diffDestination: diffDestination.descriptor)
             }
             let wanted = primitive.descriptor(for: Arg.weights)!
             var weights = forwardWeights!
@@ -216,7 +217,7 @@ class WeightedNode: Node {
                 reorderWeightsBackward = try graph.bind(try PrimitiveCache.shared.reorder(from: weight.value.descriptor, to: wanted),
                                                         [(Arg.from, weight.value), (Arg.to, weights)])
             }
-            dataSink = try graph.gradientSink(inputs[0], writtenAs: source.descriptor)
+            dataSink = try graph.gradientSink(inputs[0], writtenAs: source)
             runBackwardData = try graph.bind(primitive, [(Arg.diffDst, diffDestination), (Arg.weights, weights), (Arg.diffSrc, dataSink!.target)])
         }
     }
