@@ -291,14 +291,15 @@ public final class Graph {
     /// The memory of a value, made on first request. When memory is shared its storage is
     /// assigned when planning ends, and every request during planning is a use at run time.
     func memory(_ id: Int) throws -> Memory {
-        if poolsValues && !isPlanned {
+        let pooled = poolsValues && !isPlanned
+        if pooled {
             // Lifetimes start at a forward step; `checkReadable` relies on it.
             precondition(!planningBackward || valueLifetimes[id] != nil, "a backward step reads a value no forward step wrote")
             use(id, at: planningBackward ? forwardNodes.count : forwardStep, in: &valueLifetimes)
         }
         if let m = values[id].memory { return m }
         let m: Memory
-        if poolsValues && !isPlanned {
+        if pooled {
             m = try Memory(unbound: values[id].descriptor)
         } else {
             m = try Memory(values[id].descriptor)
