@@ -84,6 +84,8 @@ struct Train: ParsableCommand {
     var deterministic = false
     @Option(help: "Training precision: fp32, or bf16 (mixed: bfloat16 activations and convolutions, float32 master weights, statistics and loss). Evaluation is fp32.")
     var precision: Precision?
+    @Flag(help: "Do not evaluate the test set at the end, e.g. while tuning a recipe on the validation split; evaluate the chosen run once later with `resnet evaluate RUN_DIR --split test`.")
+    var skipTest = false
     @Flag(help: "List the recipes and exit.") var listRecipes = false
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var engine: EngineOptions
@@ -223,7 +225,8 @@ struct Train: ParsableCommand {
 
         // The test set is used once, by the checkpoint chosen on validation accuracy.
         var test: EvaluationResult?
-        if let testSet = loaded.split("test") {
+        if skipTest, !json { say("test set not evaluated (--skip-test)") }
+        if !skipTest, let testSet = loaded.split("test") {
             let best = directory.appendingPathComponent("best.safetensors")
             let chosen = FileManager.default.fileExists(atPath: best.path) ? best : directory.appendingPathComponent("last.safetensors")
             let model = try configuration.buildModel()
