@@ -51,8 +51,12 @@ def read_batches(directory: Path, names: list[str]) -> tuple[np.ndarray, np.ndar
     """Images (N, 3, 32, 32) uint8 and labels (N,) from CIFAR-10 binary batch files."""
     parts = []
     for name in names:
-        raw = np.fromfile(directory / name, dtype=np.uint8)
-        if raw.size % RECORD:
+        path = directory / name
+        if not path.is_file():
+            sys.exit(f"error: no {path}: --data takes the directory of CIFAR-10's binary batches "
+                     "(resnet download cifar10, or make-cifar10.sh)")
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % RECORD:
             sys.exit(f"error: {directory / name} is not a CIFAR-10 binary batch ({raw.size} bytes)")
         parts.append(raw.reshape(-1, RECORD))
     records = np.concatenate(parts)
@@ -130,6 +134,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster steps, same arithmetic)")
     args = parser.parse_args()
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0 or args.threads < 1:
+        parser.error("--epochs, --batch-size, --threads and --lr must be positive")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -160,7 +166,7 @@ def main() -> None:
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "metrics.jsonl", "w")
+    log = (args.out / "metrics.jsonl").open("w")
     print(f"torch {torch.__version__}, {args.threads} threads, {len(train_images)} training / "
           f"{len(val_images)} validation images, {total} iterations", flush=True)
     best_accuracy, best_state, best_epoch = -1.0, None, 0
@@ -195,6 +201,7 @@ def main() -> None:
             best_accuracy, best_epoch = validation["top1"], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     elapsed = time.time() - start
+    log.close()
 
     last_test = evaluate(model, test_images, test_labels, mean, std)
     model.load_state_dict(best_state)
