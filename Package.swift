@@ -23,7 +23,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "SwiftResNet", targets: [
-            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetTraining",
+            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",
         ]),
         .executable(name: "resnet", targets: ["resnet"]),
     ],
@@ -39,18 +39,22 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK"),
 
-        // engine -> tensors and gradients -> layers -> models / optimizers / data -> training -> command line
+        // engine -> tensors and gradients -> layers -> models / optimizers / data -> inference -> training -> command line
         .target(name: "ResNetEngine", dependencies: ["CDNNL"], swiftSettings: hotSettings),
         .target(name: "ResNetTensors", dependencies: ["ResNetEngine", "CDNNL"], swiftSettings: hotSettings),
         .target(name: "ResNetLayers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetModels", dependencies: ["ResNetLayers", "ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetOptimizers", dependencies: ["ResNetTensors"], swiftSettings: hotSettings),
         .target(name: "ResNetData", dependencies: ["CZlib", "CTurboJPEG", "CPNG", "CLAPACK"], swiftSettings: hotSettings),
+        // A model file (weights + model card), its verified loading, evaluation and classification.
+        .target(name: "ResNetInference", dependencies: [
+            "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetData",
+        ], swiftSettings: hotSettings),
         .target(name: "ResNetTraining", dependencies: [
-            "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData",
+            "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference",
         ], swiftSettings: hotSettings),
         .executableTarget(name: "resnet", dependencies: [
-            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetTraining",
+            "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hotSettings),
@@ -65,7 +69,7 @@ let package = Package(
         ]),
         .testTarget(name: "ResNetModelsTests", dependencies: ["ResNetModels", "ResNetLayers", "ResNetTensors"]),
         .testTarget(name: "ResNetTrainingTests", dependencies: [
-            "ResNetTraining", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers",
+            "ResNetTraining", "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers",
         ]),
         .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"]),
         .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),

@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetInference
 
 // Plots of a run, drawn on a ``Canvas`` and written as PNG (atomically, through ResNetData's
 // `writePNG`): training curves, the confusion matrix, a gallery of predictions and a grid of

@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetLayers
 import ResNetModels
 import ResNetOptimizers
@@ -28,10 +29,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// Training precision; `nil` (runs made before bf16 existed) means fp32. Evaluation
     /// always runs in fp32 on the float32 master weights.
     public var precision: Precision?
+    /// Evaluate the test split at every epoch's end and log it beside the training and validation
+    /// metrics, as the paper's Fig. 6 plots test error during training. Never used to choose a
+    /// checkpoint, to reduce a rate or to stop. `nil` (runs made before it existed) means no.
+    public var monitorsTest: Bool?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
-                validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32) {
+                validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -46,6 +51,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.threads = threads
         self.deterministic = deterministic
         self.precision = precision
+        self.monitorsTest = monitorsTest
     }
 
     /// Builds the network this configuration describes (weights from `seed`).
@@ -67,12 +73,16 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     public var trainAccuracy: Double
     public var validationLoss: Double?
     public var validationAccuracy: Double?
+    /// The test split's, when the run monitors it (``RunConfiguration/monitorsTest``).
+    public var testLoss: Double?
+    public var testAccuracy: Double?
     public var seconds: Double
     public var imagesPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case epoch, step, learningRate = "lr", trainLoss = "train_loss", trainAccuracy = "train_accuracy"
         case validationLoss = "val_loss", validationAccuracy = "val_accuracy", seconds, imagesPerSecond = "images_per_second"
+        case testLoss = "test_loss", testAccuracy = "test_accuracy"
     }
 }
 
@@ -121,6 +131,7 @@ public final class Trainer {
 
     private let training: ImageDataset
     private let validation: ImageDataset?
+    private let monitoredTest: ImageDataset?
     /// Fitted on the training part when the normalization is ZCA.
     public let whitening: ZCAWhitening?
     private let optimizer: any Optimizer
@@ -129,13 +140,23 @@ public final class Trainer {
 
     /// - Parameters:
     ///   - training, validation: the split (the validation part may be empty: no model selection).
+    ///   - test: the test split, evaluated at each epoch's end only when the configuration
+    ///     ``RunConfiguration/monitorsTest``; logged, never used for any decision.
     ///   - resume: continue the run in `runDirectory` instead of starting one.
     public init(configuration: RunConfiguration, training: ImageDataset, validation: ImageDataset?,
-                runDirectory: URL, resume: Bool) throws {
+                test: ImageDataset? = nil, runDirectory: URL, resume: Bool) throws {
         self.configuration = configuration
         self.runDirectory = runDirectory
         self.training = training
         self.validation = validation?.count == 0 ? nil : validation
+        if configuration.monitorsTest == true {
+            guard let test, test.count > 0 else {
+                throw TrainingError.invalidOption("the run monitors the test split, but the data set has none")
+            }
+            monitoredTest = test
+        } else {
+            monitoredTest = nil
+        }
         guard training.count >= configuration.recipe.batchSize else {
             throw TrainingError.invalidOption("\(training.count) training images cannot fill one batch of \(configuration.recipe.batchSize)")
         }
@@ -262,6 +283,9 @@ public final class Trainer {
         let evaluator = validation.map { _ in
             Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count, whitening: whitening)
         }
+        let testEvaluator = monitoredTest.map { _ in
+            Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count, whitening: whitening)
+        }
 
         model.train()
         let graph = Graph(seed: configuration.seed &+ 17, precision: configuration.precision ?? .fp32)
@@ -351,6 +375,11 @@ public final class Trainer {
                     state.stopReason = "early stopping: validation accuracy did not improve for \(recipe.earlyStopping!.patience) epochs"
                 }
             }
+            if let testEvaluator, let monitoredTest {
+                let result = try testEvaluator.evaluate(monitoredTest, normalization: configuration.normalization)
+                record.testLoss = result.loss
+                record.testAccuracy = result.top1
+            }
             state.history.append(record)
             state.epoch += 1
             state.batchInEpoch = 0
@@ -396,18 +425,19 @@ public final class Trainer {
     private func describe(_ r: EpochRecord) -> String {
         var line = String(format: "epoch %3d  step %6d  lr %.4g  loss %.4f  acc %.2f%%", r.epoch, r.step, r.learningRate, r.trainLoss, 100 * r.trainAccuracy)
         if let vl = r.validationLoss, let va = r.validationAccuracy { line += String(format: "  val loss %.4f  val acc %.2f%%", vl, 100 * va) }
+        if let ta = r.testAccuracy { line += String(format: "  (test acc %.2f%%)", 100 * ta) }
         line += String(format: "  %.1f s  %.0f img/s", r.seconds, r.imagesPerSecond)
         return line
     }
 
     private func writeMetrics() throws {
         func f(_ v: Double?) -> String { v.map { String($0) } ?? "" }
-        var csv = "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second\n"
+        var csv = "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,images_per_second\n"
         var lines = ""
         let compact = JSONEncoder()
         compact.outputFormatting = [.sortedKeys]
         for r in state.history {
-            csv += "\(r.epoch),\(r.step),\(r.learningRate),\(r.trainLoss),\(r.trainAccuracy),\(f(r.validationLoss)),\(f(r.validationAccuracy)),\(r.seconds),\(r.imagesPerSecond)\n"
+            csv += "\(r.epoch),\(r.step),\(r.learningRate),\(r.trainLoss),\(r.trainAccuracy),\(f(r.validationLoss)),\(f(r.validationAccuracy)),\(f(r.testLoss)),\(f(r.testAccuracy)),\(r.seconds),\(r.imagesPerSecond)\n"
             lines += String(decoding: try compact.encode(r), as: UTF8.self) + "\n"
         }
         try writeAtomically(Data(csv.utf8), to: runDirectory.appendingPathComponent("metrics.csv"))

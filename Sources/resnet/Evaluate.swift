@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetLayers
 import ResNetModels
 import ResNetTensors

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetModels
 import ResNetTraining
 

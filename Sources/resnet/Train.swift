@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetEngine
 import ResNetModels
 import ResNetTensors
@@ -86,6 +87,8 @@ struct Train: ParsableCommand {
     var precision: Precision?
     @Flag(help: "Do not evaluate the test set at the end, e.g. while tuning a recipe on the validation split; evaluate the chosen run once later with `resnet evaluate RUN_DIR --split test`.")
     var skipTest = false
+    @Flag(help: "Evaluate the test split at every epoch's end and log it (test_loss, test_accuracy in metrics.csv), as the paper's Fig. 6 plots test error during training. Never used to choose the checkpoint, reduce the rate or stop.")
+    var monitorTest = false
     @Flag(help: "List the recipes and exit.") var listRecipes = false
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var engine: EngineOptions
@@ -116,7 +119,7 @@ struct Train: ParsableCommand {
                 ("--lr", o.lr != nil), ("--optimizer", o.optimizer != nil), ("--momentum", o.momentum != nil),
                 ("--nesterov", o.nesterov != nil), ("--weight-decay", o.weightDecay != nil), ("--label-smoothing", o.labelSmoothing != nil),
                 ("--augment", o.augment != nil), ("--normalization", o.normalization != nil), ("--validation", o.validation != nil),
-                ("--deterministic", deterministic), ("--precision", precision != nil),
+                ("--deterministic", deterministic), ("--precision", precision != nil), ("--monitor-test", monitorTest),
             ]
             let changed = given.filter(\.1).map(\.0)
             guard changed.isEmpty else {
@@ -171,7 +174,8 @@ struct Train: ParsableCommand {
                 dataset: data.name, dataPath: data.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
                 recipe: recipe, seed: seed, normalization: normalization, trainingCount: trainIndices.count,
                 validationCount: recipe.validationCount, threads: ComputeEngine.shared.threadCount, deterministic: deterministic,
-                precision: try precision ?? file.precision.map(RunFile.precision) ?? .fp32)
+                precision: try precision ?? file.precision.map(RunFile.precision) ?? .fp32,
+                monitorsTest: monitorTest || file.monitorTest == true ? true : nil)
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
             directory = URL(fileURLWithPath: runDir ?? file.runDir ?? "runs/\(model)-\(data.name)-\(recipe.name)-\(stamp)")
         }
@@ -179,6 +183,7 @@ struct Train: ParsableCommand {
         let (trainIndices, validationIndices) = try splitIndices(train, recipe: configuration.recipe)
         let trainer = try Trainer(configuration: configuration, training: train.subset(trainIndices),
                                   validation: validationIndices.isEmpty ? nil : train.subset(validationIndices),
+                                  test: configuration.monitorsTest == true ? loaded.split("test") : nil,
                                   runDirectory: directory, resume: resume != nil)
         let r = configuration.recipe
         if !json {
@@ -347,12 +352,13 @@ struct RunFile: Decodable {
     var seed: UInt64?
     var precision: String?
     var runDir: String?
+    var monitorTest: Bool?
     var schedule: LearningRateSchedule?
     /// Every recipe option, each set (to nil when absent): decoded files only.
     var overrides: RecipeOverrides?
 
     enum CodingKeys: String, CodingKey {
-        case model, shortcut, dataset, data, recipe, seed, precision, schedule, runDir = "run_dir"
+        case model, shortcut, dataset, data, recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
         case epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
         case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, validation
     }
@@ -369,6 +375,7 @@ struct RunFile: Decodable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
         precision = try c.decodeIfPresent(String.self, forKey: .precision)
         runDir = try c.decodeIfPresent(String.self, forKey: .runDir)
+        monitorTest = try c.decodeIfPresent(Bool.self, forKey: .monitorTest)
         schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule)
         var o = RecipeOverrides()
         o.epochs = try c.decodeIfPresent(Int.self, forKey: .epochs)
@@ -410,7 +417,7 @@ struct RunFile: Decodable {
                 guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else { throw UserError("\(path): expected a JSON object of options") }
                 keys = Array(object.keys)
             }
-            let known = Set(["model", "shortcut", "dataset", "data", "recipe", "seed", "precision", "schedule", "run_dir", "epochs", "iterations",
+            let known = Set(["model", "shortcut", "dataset", "data", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "epochs", "iterations",
                              "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "augment",
                              "normalization", "validation"])
             if let unknown = keys.sorted().first(where: { !known.contains($0) }) {

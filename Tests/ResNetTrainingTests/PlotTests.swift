@@ -1,6 +1,7 @@
 import Foundation
 import ResNetData
 import Testing
+@testable import ResNetInference
 @testable import ResNetTraining
 
 /// A fresh directory under the system's temporary folder, removed by the caller.

@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetModels
 import ResNetTensors
 import ResNetTraining

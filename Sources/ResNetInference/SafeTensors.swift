@@ -23,7 +23,7 @@ public enum SafeTensors {
         for name in names {
             let t = tensors[name]!
             guard t.shape.reduce(1, *) == t.values.count else {
-                throw TrainingError.checkpoint("tensor \(name): shape \(t.shape) does not hold \(t.values.count) values")
+                throw ModelFileError.invalidFile("tensor \(name): shape \(t.shape) does not hold \(t.values.count) values")
             }
             header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.values.count]]
             offset += 4 * t.values.count
@@ -42,7 +42,7 @@ public enum SafeTensors {
 
     /// Decodes a safetensors file's bytes; `path` names the file in errors.
     public static func decode(_ data: Data, path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        func bad(_ why: String) -> TrainingError { .checkpoint("\(path): not a valid safetensors file: \(why)") }
+        func bad(_ why: String) -> ModelFileError { .invalidFile("\(path): not a valid safetensors file: \(why)") }
         guard data.count >= 8 else { throw bad("\(data.count) bytes, shorter than the 8-byte header length") }
         let headerLength = data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= UInt64(data.count - 8), headerLength <= 100_000_000 else {
@@ -92,9 +92,9 @@ public enum SafeTensors {
 
     /// Reads and decodes a file.
     public static func read(_ url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError.checkpoint("\(url.path): no such file") }
+        guard FileManager.default.fileExists(atPath: url.path) else { throw ModelFileError.io("\(url.path): no such file") }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw TrainingError.checkpoint("\(url.path): cannot read: \(error.localizedDescription)") }
+        do { data = try Data(contentsOf: url) } catch { throw ModelFileError.io("\(url.path): cannot read: \(error.localizedDescription)") }
         return try decode(data, path: url.path)
     }
 }
@@ -105,7 +105,7 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
     let folder = url.deletingLastPathComponent()
     let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
     let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw TrainingError.checkpoint("\(folder.path): cannot write (\(String(cString: strerror(errno))))") }
+    guard fd >= 0 else { throw ModelFileError.io("\(folder.path): cannot write (\(String(cString: strerror(errno))))") }
     var ok = true
     data.withUnsafeBytes { raw in
         var written = 0
@@ -119,7 +119,7 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
     close(fd)
     guard ok, rename(temporary.path, url.path) == 0 else {
         unlink(temporary.path)
-        throw TrainingError.checkpoint("\(url.path): write failed (\(String(cString: strerror(errno))))")
+        throw ModelFileError.io("\(url.path): write failed (\(String(cString: strerror(errno))))")
     }
     let dir = open(folder.path, O_RDONLY)
     if dir >= 0 { fsync(dir); close(dir) }
