@@ -16,11 +16,33 @@ public struct ZCAWhitening: Sendable {
     public let matrix: [Float]
     public var dimension: Int { mean.count }
 
+    /// The largest image (`C * H * W` values) whitening handles: its matrix has the square of it.
+    public static let maximumDimension = 16_384
+
+    /// A whitening fitted before (read from a model file): `matrix` has `mean.count` squared values.
+    public init(epsilon: Float, mean: [Float], matrix: [Float]) throws {
+        guard !mean.isEmpty, mean.count <= Self.maximumDimension, matrix.count == mean.count * mean.count else {
+            throw DataOptionError("ZCA whitening: \(matrix.count) matrix values for a \(mean.count)-value mean (needs its square, at most \(Self.maximumDimension) values)")
+        }
+        guard mean.allSatisfy(\.isFinite), matrix.allSatisfy(\.isFinite) else {
+            throw DataOptionError("ZCA whitening: the stored mean or matrix has non-finite values")
+        }
+        self.epsilon = epsilon
+        self.mean = mean
+        self.matrix = matrix
+    }
+
+    private init(fitted epsilon: Float, mean: [Float], matrix: [Float]) {
+        self.epsilon = epsilon
+        self.mean = mean
+        self.matrix = matrix
+    }
+
     /// Fits on `dataset` (the training split).
     public static func fit(_ dataset: ImageDataset, epsilon: Float) throws -> ZCAWhitening {
         let d = dataset.elementsPerImage, n = dataset.count
         guard n > 1 else { throw DataOptionError("ZCA whitening needs at least 2 training images") }
-        guard d <= 16_384 else { throw DataOptionError("ZCA whitening of \(d)-value images would need a \(d)x\(d) matrix; use channel normalization") }
+        guard d <= maximumDimension else { throw DataOptionError("ZCA whitening of \(d)-value images would need a \(d)x\(d) matrix; use channel normalization") }
         let mean = dataset.pixelMean()
         // Covariance, accumulated over chunks of centred images (row-major N x D is column-major D x N).
         var covariance = [Float](repeating: 0, count: d * d)
@@ -65,7 +87,7 @@ public struct ZCAWhitening: Sendable {
         var m = Int32(d), ldb = Int32(d), ldc = Int32(d), k = Int32(d)
         var alpha: Float = 1, beta: Float = 0
         sgemm_(&transA, &transB, &m, &m, &k, &alpha, scaled, &lda, covariance, &ldb, &beta, &matrix, &ldc)
-        return ZCAWhitening(epsilon: epsilon, mean: mean, matrix: matrix)
+        return ZCAWhitening(fitted: epsilon, mean: mean, matrix: matrix)
     }
 
     /// Whitens `count` images in place: `x <- W (x - mean)`; `x` holds values already scaled to

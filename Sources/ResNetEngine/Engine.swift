@@ -55,9 +55,14 @@ public final class ComputeEngine: @unchecked Sendable {
     /// or `RESNET_THREADS`).
     public private(set) var threadCount: Int = 1
 
-    /// Sets the OpenMP thread count of the calling thread, which must be the thread that runs oneDNN.
+    /// The cores this process may run on: the most threads that can help. More only make OpenMP
+    /// teams wait for each other (1,000 threads on 2 cores hung a training step).
+    public static var coreCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// Sets the OpenMP thread count of the calling thread, which must be the thread that runs
+    /// oneDNN; `count` is clamped to `1...coreCount`.
     public func setThreadCount(_ count: Int) {
-        threadCount = max(1, count)
+        threadCount = min(max(1, count), Self.coreCount)
         omp_set_num_threads(Int32(threadCount))
     }
 

@@ -145,7 +145,7 @@ public final class Trainer {
     ///   - resume: continue the run in `runDirectory` instead of starting one.
     public init(configuration: RunConfiguration, training: ImageDataset, validation: ImageDataset?,
                 test: ImageDataset? = nil, runDirectory: URL, resume: Bool) throws {
-        self.configuration = configuration
+        self.configuration = try configuration.validated()
         self.runDirectory = runDirectory
         self.training = training
         self.validation = validation?.count == 0 ? nil : validation
@@ -173,6 +173,7 @@ public final class Trainer {
         optimizer.register(parameters)
         let files = FileManager.default
         let last = runDirectory.appendingPathComponent("last.safetensors")
+        for name in removeStaleTemporaryFiles(in: runDirectory) { log("removed \(name), left by an interrupted checkpoint write") }
         if resume {
             guard files.fileExists(atPath: last.path) else {
                 throw TrainingError.checkpoint("\(runDirectory.path): no run to resume (no last.safetensors)")
@@ -210,9 +211,18 @@ public final class Trainer {
         return d
     }()
 
-    /// Decodes a configuration saved by a run (`config.json`, or a checkpoint's `resnet.config`).
-    public static func decodeConfiguration(_ data: Data) throws -> RunConfiguration {
-        try decoder.decode(RunConfiguration.self, from: data)
+    /// Decodes and validates a configuration saved by a run (`config.json`, or a checkpoint's
+    /// `resnet.config`); `path` names the file in errors.
+    public static func decodeConfiguration(_ data: Data, path: String) throws -> RunConfiguration {
+        let configuration: RunConfiguration
+        do { configuration = try decoder.decode(RunConfiguration.self, from: data) } catch let error as DecodingError {
+            throw TrainingError.checkpoint("\(path): not a run configuration (\(error.summary))")
+        } catch {
+            throw TrainingError.checkpoint("\(path): not a run configuration (not JSON)")
+        }
+        do { return try configuration.validated() } catch let error as TrainingError {
+            throw TrainingError.checkpoint("\(path): \(error.description)")
+        }
     }
 
     /// The configuration saved in a run directory.
@@ -221,45 +231,64 @@ public final class Trainer {
         guard let data = try? Data(contentsOf: url) else {
             throw TrainingError.checkpoint("\(runDirectory.path): no run to resume here (config.json is missing or unreadable)")
         }
-        do { return try decoder.decode(RunConfiguration.self, from: data) } catch {
-            throw TrainingError.checkpoint("\(url.path): not a run configuration (\(error))")
-        }
+        return try decodeConfiguration(data, path: url.path)
     }
 
     // MARK: - Checkpoints
 
-    private func weightTensors() -> [String: SafeTensors.Tensor] {
-        var tensors: [String: SafeTensors.Tensor] = [:]
-        for (name, p) in model.namedParameters() { tensors[name] = SafeTensors.Tensor(shape: p.shape, values: p.values) }
-        return tensors
-    }
-
     private func saveLast() throws {
-        var tensors = weightTensors()
+        var tensors: [String: SafeTensors.Tensor] = [:]
         for (key, values) in optimizer.stateDictionary() {
             tensors["optimizer/" + key] = SafeTensors.Tensor(shape: [values.count], values: values)
         }
         let metadata = ["resnet.config": String(decoding: try Self.encoder.encode(configuration), as: UTF8.self),
                         "resnet.state": String(decoding: try Self.encoder.encode(state), as: UTF8.self)]
-        try SafeTensors.write(tensors, metadata: metadata, to: runDirectory.appendingPathComponent("last.safetensors"))
+        let card = configuration.modelCard(run: runDirectory.path, epoch: state.epoch, step: state.step)
+        try ModelFile.write(model: model, card: card, whitening: whitening, extraTensors: tensors, metadata: metadata,
+                            to: runDirectory.appendingPathComponent("last.safetensors"))
     }
 
     private func saveBest(_ record: EpochRecord) throws {
         let metadata = ["resnet.config": String(decoding: try Self.encoder.encode(configuration), as: UTF8.self),
                         "resnet.metrics": String(decoding: try Self.encoder.encode(record), as: UTF8.self)]
-        try SafeTensors.write(weightTensors(), metadata: metadata, to: runDirectory.appendingPathComponent("best.safetensors"))
+        var metrics: [String: Double] = [:]
+        if let accuracy = record.validationAccuracy { metrics["validation_top1"] = accuracy }
+        if let loss = record.validationLoss { metrics["validation_loss"] = loss }
+        let card = configuration.modelCard(run: runDirectory.path, epoch: record.epoch, step: record.step, metrics: metrics)
+        try ModelFile.write(model: model, card: card, whitening: whitening, metadata: metadata,
+                            to: runDirectory.appendingPathComponent("best.safetensors"))
     }
 
     private func restore(from url: URL) throws {
         let (tensors, metadata) = try SafeTensors.read(url)
         try loadWeights(tensors, into: model, path: url.path)
+        guard let json = metadata["resnet.state"] else { throw TrainingError.checkpoint("\(url.path): no run state in the metadata") }
+        let restored: RunState
+        do { restored = try Self.decoder.decode(RunState.self, from: Data(json.utf8)) } catch let error as DecodingError {
+            throw TrainingError.checkpoint("\(url.path): unreadable run state (\(error.summary))")
+        }
+        let steps = configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)
+        let perEpoch = max(1, configuration.trainingCount / configuration.recipe.batchSize)
+        do { state = try restored.validated(totalSteps: steps, stepsPerEpoch: perEpoch) } catch let error as TrainingError {
+            throw TrainingError.checkpoint("\(url.path): \(error.description)")
+        }
         var optimizerState: [String: [Float]] = [:]
         for (key, t) in tensors where key.hasPrefix("optimizer/") { optimizerState[String(key.dropFirst(10))] = t.values }
-        try optimizer.loadStateDictionary(optimizerState)
-        guard let json = metadata["resnet.state"], let s = try? Self.decoder.decode(RunState.self, from: Data(json.utf8)) else {
-            throw TrainingError.checkpoint("\(url.path): no run state in the metadata")
+        if let bad = optimizerState.first(where: { $0.value.contains { !$0.isFinite } }) {
+            throw TrainingError.checkpoint("\(url.path): optimizer buffer '\(bad.key)' is not finite")
         }
-        state = s
+        do { try optimizer.loadStateDictionary(optimizerState) } catch {
+            throw TrainingError.checkpoint("\(url.path): optimizer state: \(error)")
+        }
+        // After the first step every trainable parameter has its buffers: one missing would be
+        // reset to zero in silence.
+        if state.step > 0 {
+            let saved = Set(optimizer.stateDictionary().keys)
+            let uncovered = model.namedParameters().filter { name, p in p.isTrainable && !saved.contains { $0.hasPrefix(name + ".") } }
+            guard saved == Set(optimizerState.keys), uncovered.isEmpty else {
+                throw TrainingError.checkpoint("\(url.path): the optimizer state does not cover every trainable parameter; the checkpoint was edited or is from another run")
+            }
+        }
     }
 
     // MARK: - Training
@@ -455,20 +484,6 @@ public final class Interruption: @unchecked Sendable {
     public init() {}
     public var isSet: Bool { lock.withLock { flag } }
     public func set() { lock.withLock { flag = true } }
-}
-
-/// Copies checkpoint tensors into a model's parameters, by name; every parameter must be present
-/// with its shape.
-public func loadWeights(_ tensors: [String: SafeTensors.Tensor], into model: Module, path: String) throws {
-    for (name, parameter) in model.namedParameters() {
-        guard let t = tensors[name] else {
-            throw TrainingError.checkpoint("\(path): no tensor '\(name)': the checkpoint is for another architecture")
-        }
-        guard t.shape == parameter.shape else {
-            throw TrainingError.checkpoint("\(path): '\(name)' has shape \(t.shape), the model needs \(parameter.shape): another architecture or input")
-        }
-        parameter.values = t.values
-    }
 }
 
 extension LearningRateSchedule {

@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
-        engine.apply()
+        try engine.apply()
         guard mode == "train" || mode == "eval" else { throw UserError("--mode must be train or eval, got '\(mode)'") }
         guard repeats > 0, iterations > 0, warmup >= 0 else { throw UserError("--repeats and --iterations must be positive") }
         let batch = batchSize ?? (mode == "train" ? 128 : 256)

@@ -17,7 +17,7 @@ struct BenchKernels: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
-        engine.apply()
+        try engine.apply()
         guard batchSize > 0, repeats > 0 else { throw UserError("--batch-size and --repeats must be positive") }
         let peak = self.peak ?? (precision == .fp32 ? 230 : 460)
         print("3x3 convolutions, stride 1, batch \(batchSize), \(precision), \(ComputeEngine.shared.threadCount) threads, oneDNN \(ComputeEngine.version), median of \(repeats)")

@@ -23,7 +23,7 @@ struct Demo: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
-        engine.apply()
+        try engine.apply()
         do {
             try train()
         } catch let error as DataError {

@@ -98,7 +98,7 @@ struct Train: ParsableCommand {
             for r in Recipe.presets { print("\(r.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(r.about)") }
             return
         }
-        engine.apply()
+        try engine.apply()
         do { try train() } catch let error as TrainingError {
             throw UserError(error.description)
         } catch let error as ModelError {
@@ -166,7 +166,8 @@ struct Train: ParsableCommand {
             }
             let depth = try ModelDefinition(name: model).configuration?.depth
             recipe = recipe.adapted(toDepth: depth)
-            let (trainIndices, _) = try splitIndices(train, recipe: recipe)
+            recipe = try recipe.validated()
+            let (trainIndices, _) = try trainingSplit(train, validationCount: recipe.validationCount)
             let normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
             configuration = RunConfiguration(
                 model: model, modelOptions: ModelOptions(shortcut: shortcut),
@@ -180,7 +181,7 @@ struct Train: ParsableCommand {
             directory = URL(fileURLWithPath: runDir ?? file.runDir ?? "runs/\(model)-\(data.name)-\(recipe.name)-\(stamp)")
         }
         guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
-        let (trainIndices, validationIndices) = try splitIndices(train, recipe: configuration.recipe)
+        let (trainIndices, validationIndices) = try configuration.split(train)
         let trainer = try Trainer(configuration: configuration, training: train.subset(trainIndices),
                                   validation: validationIndices.isEmpty ? nil : train.subset(validationIndices),
                                   test: configuration.monitorsTest == true ? loaded.split("test") : nil,
@@ -232,12 +233,9 @@ struct Train: ParsableCommand {
         var test: EvaluationResult?
         if skipTest, !json { say("test set not evaluated (--skip-test)") }
         if !skipTest, let testSet = loaded.split("test") {
-            let best = directory.appendingPathComponent("best.safetensors")
-            let chosen = FileManager.default.fileExists(atPath: best.path) ? best : directory.appendingPathComponent("last.safetensors")
-            let model = try configuration.buildModel()
-            try loadWeights(try SafeTensors.read(chosen).tensors, into: model, path: chosen.path)
+            let chosen = try TrainedModel(directory.path).loaded
             let sampler = PredictionSampler(labels: testSet.labels)
-            test = try Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count,
+            test = try Evaluator(model: chosen.model, imageShape: configuration.imageShape, classCount: configuration.classNames.count,
                                  whitening: trainer.whitening)
                 .evaluate(testSet, normalization: configuration.normalization, onPrediction: sampler.record)
             if let test {
@@ -247,7 +245,7 @@ struct Train: ParsableCommand {
                                            to: directory.appendingPathComponent("predictions.png").path)
                 if !json {
                     say(String(format: "test accuracy %.2f%% (top-5 %.2f%%, loss %.4f) with %@ (epoch %d, validation %.2f%%)",
-                                 100 * test.top1, 100 * test.top5, test.loss, chosen.lastPathComponent,
+                                 100 * test.top1, 100 * test.top5, test.loss, chosen.url.lastPathComponent,
                                  outcome.state.bestEpoch ?? outcome.state.epoch, 100 * (outcome.state.bestValidationAccuracy ?? .nan)))
                 }
             }
@@ -270,15 +268,6 @@ func loadDatasetForUser(_ name: String, _ path: String?) throws -> LoadedDataset
         throw UserError(error.description)
     } catch let error as DataOptionError {
         throw UserError(error.description)
-    }
-}
-
-/// The stratified train/validation split of a recipe. Its seed is fixed (0), not the run's
-/// `--seed`, so that runs with different seeds are compared on the same validation images.
-func splitIndices(_ train: ImageDataset, recipe: Recipe) throws -> (train: [Int], validation: [Int]) {
-    guard recipe.validationCount > 0 else { return (Array(0..<train.count), []) }
-    do { return try train.stratifiedSplit(validationCount: recipe.validationCount, seed: 0) } catch let e as DataOptionError {
-        throw UserError(e.description)
     }
 }
 
@@ -427,7 +416,7 @@ struct RunFile: Decodable {
         } catch let error as UserError {
             throw error
         } catch let error as DecodingError {
-            throw UserError("\(path): \(describe(error))")
+            throw UserError("\(path): \(error.summary)")
         } catch {
             throw UserError("\(path): not valid \(yaml ? "YAML" : "JSON") (\(error))")
         }
@@ -441,31 +430,5 @@ struct RunFile: Decodable {
     static func shortcut(_ text: String) throws -> ShortcutOption {
         guard let option = ShortcutOption(argument: text) else { throw UserError("shortcut must be A, B or C, got '\(text)'") }
         return option
-    }
-}
-
-/// One line for a decoding error: the key path and what was wrong.
-func describe(_ error: DecodingError) -> String {
-    func path(_ keys: [CodingKey]) -> String { keys.map(\.stringValue).joined(separator: ".") }
-    switch error {
-    case .typeMismatch(let type, let context): return "'\(path(context.codingPath))' should be \(type)"
-    case .valueNotFound(_, let context): return "'\(path(context.codingPath))' is missing a value"
-    case .keyNotFound(let key, let context): return "'\(path(context.codingPath + [key]))' is missing"
-    case .dataCorrupted(let context): return "'\(path(context.codingPath))': \(context.debugDescription)"
-    @unknown default: return "\(error)"
-    }
-}
-
-/// The ZCA whitening of a run whose normalization is ZCA, fitted again on its training part.
-func whitening(for configuration: RunConfiguration, dataset: LoadedDataset?) throws -> ZCAWhitening? {
-    guard case .zca(let epsilon) = configuration.normalization else { return nil }
-    guard let source = try dataset ?? (try? loadDatasetForUser(configuration.dataset, configuration.dataPath)),
-          let train = source.split("train") else {
-        throw UserError("the run whitens its inputs (ZCA), which is fitted on its training data: \(configuration.dataset) at \(configuration.dataPath ?? "the default place") could not be loaded")
-    }
-    do {
-        return try ZCAWhitening.fit(train.subset(try splitIndices(train, recipe: configuration.recipe).train), epsilon: epsilon)
-    } catch let e as DataOptionError {
-        throw UserError(e.description)
     }
 }

@@ -144,9 +144,14 @@ struct CheckpointTests {
     }
 }
 
-@Suite("Training runs", .serialized)
+/// Where Debian's dataset-fashion-mnist puts the data.
+private let fashionMNIST = "/usr/share/datasets/fashion-mnist"
+
+@Suite("Training runs", .serialized,
+       .enabled(if: FileManager.default.fileExists(atPath: fashionMNIST),
+                "needs Fashion-MNIST: apt-get install dataset-fashion-mnist (scripts/install-deps.sh does)"))
 struct TrainingRunTests {
-    static let fashion = "/usr/share/datasets/fashion-mnist"
+    static let fashion = fashionMNIST
 
     /// 1,024 training and 256 validation images of Fashion-MNIST, ResNet-8 (1 block per stage).
     func setUp(recipe: Recipe, dir: URL, seed: UInt64 = 5) throws -> (RunConfiguration, ImageDataset, ImageDataset)? {
@@ -180,7 +185,7 @@ struct TrainingRunTests {
         defer { try? FileManager.default.removeItem(at: base) }
         let whole = base.appendingPathComponent("whole"), split = base.appendingPathComponent("split")
         guard let (configuration, train, validation) = try setUp(recipe: smallRecipe(), dir: whole) else {
-            print("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"); return
+            Issue.record("Fashion-MNIST disappeared during the run"); return
         }
         let reference = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: whole, resume: false)
         reference.log = { _ in }
@@ -216,7 +221,7 @@ struct TrainingRunTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-run-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         guard let (configuration, train, validation) = try setUp(recipe: smallRecipe(), dir: dir) else {
-            print("skipped: Fashion-MNIST not installed"); return
+            Issue.record("Fashion-MNIST disappeared during the run"); return
         }
         let trainer = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: dir, resume: false)
         trainer.log = { _ in }
@@ -239,6 +244,47 @@ struct TrainingRunTests {
         let wrong = try other.buildModel()
         #expect(message { try loadWeights(try SafeTensors.read(dir.appendingPathComponent("best.safetensors")).tensors, into: wrong, path: "best") }
             .contains("another architecture"))
+
+        // The best checkpoint is a model file: its card says what the logs call best.
+        let best = try TrainedModel(dir.path)
+        #expect(best.loaded.url.lastPathComponent == "best.safetensors")
+        #expect(best.run == configuration)
+        #expect(best.loaded.card.provenance.metrics["validation_top1"] == outcome.state.bestValidationAccuracy)
+        #expect(best.loaded.card.provenance.epoch == outcome.state.bestEpoch)
+        #expect(best.loaded.card.architecture.name == "cifar-resnet8" && best.loaded.card.input.channelOrder == .gray)
+        // A checkpoint from before model cards loads through its run configuration.
+        let (tensors, metadata) = try SafeTensors.read(dir.appendingPathComponent("best.safetensors"))
+        var legacy = metadata
+        legacy[ModelCard.metadataKey] = nil
+        let old = dir.appendingPathComponent("old.safetensors")
+        try SafeTensors.write(tensors, metadata: legacy, to: old)
+        let loaded = try TrainedModel(old.path)
+        #expect(loaded.loaded.card.architecture == best.loaded.card.architecture && loaded.loaded.card.classNames == configuration.classNames)
+        #expect(loaded.loaded.model.namedParameters().map { $0.1.values } == best.loaded.model.namedParameters().map { $0.1.values })
+
+        // Edited run state and optimizer buffers are refused on resume, with one line.
+        let last = dir.appendingPathComponent("last.safetensors")
+        let (lastTensors, lastMetadata) = try SafeTensors.read(last)
+        func resumeWith(_ tensors: [String: SafeTensors.Tensor], _ metadata: [String: String]) -> String {
+            let copy = dir.appendingPathComponent("edited")
+            try? FileManager.default.removeItem(at: copy)
+            try? FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+            try? FileManager.default.copyItem(at: dir.appendingPathComponent("config.json"), to: copy.appendingPathComponent("config.json"))
+            try? SafeTensors.write(tensors, metadata: metadata, to: copy.appendingPathComponent("last.safetensors"))
+            return message { try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: copy, resume: true) }
+        }
+        #expect(resumeWith(lastTensors, lastMetadata) == "", "an unedited copy resumes")
+        var negative = lastMetadata
+        negative["resnet.state"] = lastMetadata["resnet.state"]!.replacingOccurrences(of: "\"step\" : \(outcome.state.step)", with: "\"step\" : -5")
+        #expect(negative != lastMetadata)
+        #expect(resumeWith(lastTensors, negative).contains("run state: step -5 outside"))
+        var nanBest = lastMetadata
+        nanBest["resnet.state"] = lastMetadata["resnet.state"]!.replacingOccurrences(of: "\"bestValidationAccuracy\" : ", with: "\"bestValidationAccuracy\" : \"nan\", \"was\" : ")
+        #expect(resumeWith(lastTensors, nanBest).contains("best validation accuracy nan"))
+        var noMomentum = lastTensors
+        let momentum = lastTensors.keys.sorted().first { $0.hasPrefix("optimizer/") }!
+        noMomentum[momentum] = nil
+        #expect(resumeWith(noMomentum, lastMetadata).contains("does not cover every trainable parameter"))
     }
 
     @Test("a diverging run stops with a clear message and keeps the last good checkpoint")
@@ -249,7 +295,9 @@ struct TrainingRunTests {
         recipe.schedule = .multiStep(base: 0.05, milestones: [1], multipliers: [1e30], unit: .epoch)
         recipe.optimizer = .sgd
         recipe.labelSmoothing = 0
-        guard let (configuration, train, validation) = try setUp(recipe: recipe, dir: dir) else { return }
+        guard let (configuration, train, validation) = try setUp(recipe: recipe, dir: dir) else {
+            Issue.record("Fashion-MNIST disappeared during the run"); return
+        }
         let trainer = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: dir, resume: false)
         trainer.log = { _ in }
         var message = ""
@@ -257,6 +305,55 @@ struct TrainingRunTests {
         #expect(message.contains("diverged"))
         let last = try SafeTensors.read(dir.appendingPathComponent("last.safetensors"))
         #expect(last.tensors.values.allSatisfy { $0.values.allSatisfy(\.isFinite) })
+    }
+}
+
+@Suite("Validation of what a run reads back")
+struct ValidationTests {
+    func message(_ body: () throws -> Any) -> String { do { _ = try body(); return "" } catch { return "\(error)" } }
+
+    @Test("a schedule that turns negative or infinite late in the run is refused before step 1")
+    func schedules() {
+        let late = LearningRateSchedule.multiStep(base: 0.1, milestones: [100, 200], multipliers: [0.1, -1], unit: .iteration)
+        #expect(message { try late.validated() }.contains("-0.1 is not a finite rate >= 0"))
+        #expect(message { try LearningRateSchedule.constant(.nan).validated() }.contains("not a finite rate"))
+        #expect(message { try LearningRateSchedule.warmup(iterations: 10, learningRate: 0.01, linear: false, then: .constant(-1)).validated() }
+            .contains("-1.0 is not"))
+        #expect(message { try LearningRateSchedule.multiStep(base: 0.1, milestones: [200, 100], multipliers: [0.1, 0.01], unit: .epoch).validated() }
+            .contains("must increase"))
+        #expect(message { try LearningRateSchedule.he2016.validated() } == "")
+        var recipe = Recipe.he2016
+        recipe.schedule = late
+        #expect(message { try recipe.validated() }.contains("recipe he2016: learning-rate schedule"))
+    }
+
+    @Test("absurd recipes and configurations are refused with one line")
+    func configurations() throws {
+        var recipe = Recipe.fast
+        recipe.duration = .epochs(Int.max)
+        #expect(message { try recipe.validated() }.contains("epochs must be in 1...1000000"))
+        recipe = .fast
+        recipe.batchSize = 0
+        #expect(message { try recipe.validated() }.contains("batch size 0"))
+        for r in Recipe.presets { #expect(message { try r.validated() } == "", "\(r.name)") }
+
+        let good = RunConfiguration(model: "resnet20", modelOptions: ModelOptions(), imageShape: [3, 32, 32],
+                                    classNames: (0..<10).map(String.init), dataset: "cifar10", dataPath: nil, recipe: .he2016, seed: 0,
+                                    normalization: .none, trainingCount: 45_000, validationCount: 5_000, threads: 2, deterministic: false)
+        #expect(message { try good.validated() } == "")
+        let json = String(decoding: try JSONEncoder().encode(good), as: UTF8.self)
+        #expect(message { try Trainer.decodeConfiguration(Data(json.utf8), path: "c") } == "")
+        func edited(_ from: String, _ to: String) -> String {
+            let text = json.replacingOccurrences(of: from, with: to)
+            #expect(text != json, "the edit \(from) applies")
+            return message { try Trainer.decodeConfiguration(Data(text.utf8), path: "config.json") }
+        }
+        #expect(edited("\"imageShape\":[3,32,32]", "\"imageShape\":[]").contains("config.json: run configuration: image shape []"))
+        #expect(edited("\"imageShape\":[3,32,32]", "\"imageShape\":[3,1099511627776,32]").contains("each side must be in 1...4096"))
+        #expect(edited("\"batchSize\":128", "\"batchSize\":0").contains("batch size 0"))
+        #expect(edited("\"trainingCount\":45000", "\"trainingCount\":-1").contains("-1 training images"))
+        #expect(edited("\"model\":\"resnet20\"", "\"model\":\"resnet99999999999999999999\"").contains("config.json"))
+        #expect(message { try Trainer.decodeConfiguration(Data("{".utf8), path: "config.json") }.contains("config.json: not a run configuration"))
     }
 }
 

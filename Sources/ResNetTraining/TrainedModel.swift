@@ -1,0 +1,91 @@
+import Foundation
+import ResNetData
+import ResNetInference
+import ResNetModels
+
+extension RunConfiguration {
+    /// The model card of this run's network: its architecture, input, preprocessing and classes,
+    /// and where it comes from (`metrics` such as `validation_top1`, the epoch and step of the
+    /// weights).
+    public func modelCard(run: String?, epoch: Int?, step: Int?, metrics: [String: Double] = [:]) -> ModelCard {
+        let channels = imageShape.first ?? 0
+        return ModelCard(
+            architecture: .init(name: model, options: modelOptions),
+            input: .init(channels: channels, height: imageShape.count == 3 ? imageShape[1] : 0,
+                         width: imageShape.count == 3 ? imageShape[2] : 0, channelOrder: channels == 1 ? .gray : .rgb),
+            preprocessing: .init(resize: .stretch, normalization: normalization),
+            classNames: classNames,
+            provenance: .init(origin: .trained, dataset: dataset, dataPath: dataPath, recipe: recipe.name, seed: seed, run: run,
+                              epoch: epoch, step: step, metrics: metrics, software: "SwiftResNet \(SwiftResNetVersion.current)",
+                              created: ISO8601DateFormatter().string(from: Date())))
+    }
+
+    /// The run's training and validation indices into its data set's training split: the
+    /// stratified split of ``Recipe/validationCount`` images. Its seed is fixed (0), not the
+    /// run's, so that runs with different seeds are compared on the same validation images.
+    public func split(_ train: ImageDataset) throws -> (train: [Int], validation: [Int]) {
+        try trainingSplit(train, validationCount: recipe.validationCount)
+    }
+}
+
+/// The stratified train/validation split every run uses (see ``RunConfiguration/split(_:)``).
+public func trainingSplit(_ train: ImageDataset, validationCount: Int) throws -> (train: [Int], validation: [Int]) {
+    guard validationCount > 0 else { return (Array(0..<train.count), []) }
+    do { return try train.stratifiedSplit(validationCount: validationCount, seed: 0) } catch let e as DataOptionError {
+        throw TrainingError.invalidOption(e.description)
+    }
+}
+
+/// The SwiftResNet release a card or `--version` names.
+public enum SwiftResNetVersion {
+    public static let current = "0.9.0"
+}
+
+/// A model file or a training run's directory, loaded: any model card file, and also
+/// checkpoints written before cards existed, whose card comes from their run configuration.
+public struct TrainedModel {
+    public let loaded: LoadedModel
+    /// The training run the file belongs to, when it has one.
+    public let run: RunConfiguration?
+
+    /// Loads `path` (a model file, a checkpoint, or a run directory: its best checkpoint).
+    ///
+    /// A ZCA model whose file stores no whitening (a checkpoint from before cards) has it fitted
+    /// again on the run's training split, which needs the run's data set.
+    public init(_ path: String) throws {
+        var run: RunConfiguration?
+        var loaded = try ModelFile.load(path, legacyCard: { metadata, url in
+            guard let json = metadata["resnet.config"] else { return nil }
+            let configuration = try Trainer.decodeConfiguration(Data(json.utf8), path: url.path)
+            run = configuration
+            return configuration.modelCard(run: url.deletingLastPathComponent().path, epoch: nil, step: nil)
+        })
+        if run == nil, let json = loaded.metadata["resnet.config"] {
+            run = try Trainer.decodeConfiguration(Data(json.utf8), path: loaded.url.path)
+        }
+        if case .zca(let epsilon) = loaded.card.preprocessing.normalization, loaded.whitening == nil {
+            guard let run else {
+                throw ModelFileError.invalidCard("\(loaded.url.path): the model whitens its inputs (ZCA) but the file stores no whitening")
+            }
+            let whitening = try Self.fitWhitening(run, epsilon: epsilon)
+            loaded = LoadedModel(url: loaded.url, card: loaded.card, model: loaded.model, whitening: whitening, metadata: loaded.metadata)
+        }
+        self.loaded = loaded
+        self.run = run
+    }
+
+    /// Fits a run's ZCA whitening again on its training part (for checkpoints that do not store it).
+    static func fitWhitening(_ run: RunConfiguration, epsilon: Float) throws -> ZCAWhitening {
+        let source: LoadedDataset
+        do {
+            guard let kind = DatasetName(rawValue: run.dataset) else { throw DataOptionError("unknown data set '\(run.dataset)'") }
+            source = try LoadedDataset.load(kind, from: run.dataPath)
+        } catch {
+            throw TrainingError.checkpoint("the run whitens its inputs (ZCA), fitted on its training data, and its checkpoint predates stored whitening: \(run.dataset) at \(run.dataPath ?? "the default place") could not be loaded (\(error))")
+        }
+        guard let train = source.split("train") else { throw TrainingError.checkpoint("\(run.dataset) has no training split to fit ZCA on") }
+        do { return try ZCAWhitening.fit(train.subset(try run.split(train).train), epsilon: epsilon) } catch let e as DataOptionError {
+            throw TrainingError.invalidOption(e.description)
+        }
+    }
+}

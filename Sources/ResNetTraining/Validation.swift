@@ -1,0 +1,125 @@
+import Foundation
+import ResNetData
+import ResNetInference
+import ResNetModels
+
+// Everything a run reads back (config.json, a checkpoint's metadata, a run file) comes from
+// outside: it is validated where it is decoded, so that an edited file ends in one line instead
+// of a crash, a hang or a run at a negative learning rate.
+
+/// The longest run a recipe may describe, in iterations (a billion steps is decades here).
+public let maximumIterations = 1_000_000_000
+
+extension LearningRateSchedule {
+    /// The schedule if every rate it gives over a run is finite and non-negative, else the
+    /// problem. Checked for the whole run before step 1, not as steps arrive.
+    public func validated() throws -> LearningRateSchedule {
+        func bad(_ why: String) -> TrainingError { .invalidOption("learning-rate schedule: \(why)") }
+        func rate(_ r: Float, _ what: String) throws {
+            guard r.isFinite, r >= 0 else { throw bad("\(what) \(r) is not a finite rate >= 0") }
+        }
+        switch self {
+        case .constant(let r): try rate(r, "the rate")
+        case .multiStep(let base, let milestones, let multipliers, _):
+            try rate(base, "the base rate")
+            guard milestones.count == multipliers.count else {
+                throw bad("\(milestones.count) milestones but \(multipliers.count) multipliers")
+            }
+            guard milestones.allSatisfy({ $0 >= 0 && $0 <= maximumIterations }), zip(milestones, milestones.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw bad("milestones \(milestones) must increase, each in 0...\(maximumIterations)")
+            }
+            for m in multipliers { try rate(base * m, "the rate \(base) x \(m)") }
+        case .warmup(let iterations, let r, _, let then):
+            guard (0...maximumIterations).contains(iterations) else { throw bad("warm-up of \(iterations) iterations") }
+            try rate(r, "the warm-up rate")
+            _ = try then.validated()
+        case .cosine(let base, let minimum, let iterations):
+            try rate(base, "the base rate")
+            try rate(minimum, "the minimum rate")
+            guard (0...maximumIterations).contains(iterations) else { throw bad("cosine over \(iterations) iterations") }
+        case .oneCycle(let maximum, let iterations, let warmup, let div, let finalDiv):
+            try rate(maximum, "the maximum rate")
+            guard (0...maximumIterations).contains(iterations) else { throw bad("one-cycle over \(iterations) iterations") }
+            guard warmup >= 0, warmup <= 1 else { throw bad("warm-up fraction \(warmup) must be in 0...1") }
+            guard div.isFinite, div >= 1, finalDiv.isFinite, finalDiv >= 1 else {
+                throw bad("division factors \(div) and \(finalDiv) must be finite and >= 1")
+            }
+        }
+        return self
+    }
+}
+
+extension Recipe {
+    /// The recipe if every setting is usable, else the first problem (one line).
+    public func validated() throws -> Recipe {
+        func bad(_ why: String) -> TrainingError { .invalidOption("recipe \(name): \(why)") }
+        guard (1...65_536).contains(batchSize) else { throw bad("batch size \(batchSize) must be in 1...65536") }
+        switch duration {
+        case .epochs(let e): guard (1...1_000_000).contains(e) else { throw bad("\(e) epochs must be in 1...1000000") }
+        case .iterations(let i): guard (1...maximumIterations).contains(i) else { throw bad("\(i) iterations must be in 1...\(maximumIterations)") }
+        }
+        guard momentum.isFinite, (0..<1).contains(momentum) else { throw bad("momentum \(momentum) must be in 0..<1") }
+        guard weightDecay.isFinite, weightDecay >= 0, weightDecay < 1 else { throw bad("weight decay \(weightDecay) must be in 0..<1") }
+        guard labelSmoothing.isFinite, (0..<1).contains(labelSmoothing) else { throw bad("label smoothing \(labelSmoothing) must be in 0..<1") }
+        guard (0...10_000_000).contains(validationCount) else { throw bad("\(validationCount) validation images") }
+        guard ["loss", "accuracy"].contains(plateauMonitor) else { throw bad("plateau monitor '\(plateauMonitor)' must be loss or accuracy") }
+        if let p = plateau {
+            guard p.factor.isFinite, p.factor > 0, p.factor < 1 else { throw bad("plateau factor \(p.factor) must be in 0<..<1") }
+            guard p.patience >= 0, p.cooldown >= 0, p.minimumLearningRate.isFinite, p.minimumLearningRate >= 0, p.minimumDelta.isFinite,
+                  p.multiplier.isFinite, p.multiplier > 0, p.multiplier <= 1 else {
+                throw bad("plateau settings out of range (patience and cooldown >= 0, finite rates)")
+            }
+        }
+        if let e = earlyStopping {
+            guard e.patience >= 1, e.minimumDelta.isFinite, e.everyBatches.map({ $0 >= 1 }) ?? true else {
+                throw bad("early stopping needs patience >= 1, a finite minimum delta and a positive interval")
+            }
+        }
+        do { _ = try schedule.validated() } catch let error as TrainingError { throw bad(error.description) }
+        return self
+    }
+}
+
+extension RunConfiguration {
+    /// The configuration if it describes a network that can be built and a run that can be
+    /// trained, else the first problem (one line).
+    public func validated() throws -> RunConfiguration {
+        func bad(_ why: String) -> TrainingError { .invalidOption("run configuration: \(why)") }
+        guard imageShape.count == 3 else { throw bad("image shape \(imageShape) is not [C, H, W]") }
+        guard imageShape[0] == 1 || imageShape[0] == 3 else { throw bad("\(imageShape[0]) image channels (1 or 3)") }
+        do { _ = try modelCard(run: nil, epoch: nil, step: nil).validated() } catch let error as ModelFileError {
+            throw bad(error.description)
+        }
+        _ = try recipe.validated()
+        guard (1...100_000_000).contains(trainingCount), trainingCount >= recipe.batchSize else {
+            throw bad("\(trainingCount) training images for batches of \(recipe.batchSize)")
+        }
+        guard validationCount >= 0, validationCount == recipe.validationCount else {
+            throw bad("\(validationCount) validation images where the recipe holds out \(recipe.validationCount)")
+        }
+        guard recipe.totalIterations(trainingCount: trainingCount) <= maximumIterations else {
+            throw bad("the run would take more than \(maximumIterations) iterations")
+        }
+        guard threads >= 1, threads <= 1_024 else { throw bad("\(threads) threads") }
+        return self
+    }
+}
+
+extension RunState {
+    /// The state if it is one a run of `totalSteps` steps (`stepsPerEpoch` per epoch) can be in.
+    public func validated(totalSteps: Int, stepsPerEpoch: Int) throws -> RunState {
+        func bad(_ why: String) -> TrainingError { .invalidOption("run state: \(why); the checkpoint was edited or is damaged") }
+        guard step >= 0, step <= totalSteps else { throw bad("step \(step) outside 0...\(totalSteps)") }
+        guard epoch >= 0, epoch <= totalSteps / max(1, stepsPerEpoch) + 1 else { throw bad("epoch \(epoch) for step \(step)") }
+        guard batchInEpoch >= 0, batchInEpoch <= stepsPerEpoch else { throw bad("batch \(batchInEpoch) of a \(stepsPerEpoch)-batch epoch") }
+        guard partialLoss.isFinite, partialLoss >= 0, partialCorrect >= 0, partialSeen >= 0, partialCorrect <= partialSeen,
+              partialSeconds.isFinite, partialSeconds >= 0 else {
+            throw bad("the sums of the epoch in progress are out of range")
+        }
+        if let best = bestValidationAccuracy { guard best.isFinite, (0...1).contains(best) else { throw bad("best validation accuracy \(best)") } }
+        if let bestEpoch { guard bestEpoch >= 0, bestEpoch <= epoch + 1 else { throw bad("best epoch \(bestEpoch)") } }
+        guard dropoutState.isEmpty || dropoutState.count == 4 else { throw bad("\(dropoutState.count) dropout generator words (0 or 4)") }
+        if let p = plateau { guard p.multiplier.isFinite, p.multiplier > 0, p.multiplier <= 1 else { throw bad("plateau multiplier \(p.multiplier)") } }
+        return self
+    }
+}
