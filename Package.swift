@@ -54,6 +54,7 @@ let package = Package(
         ], swiftSettings: hotSettings),
         .target(name: "ResNetTraining", dependencies: [
             "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference",
+            .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hotSettings),
         .executableTarget(name: "resnet", dependencies: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",

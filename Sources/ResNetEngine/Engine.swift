@@ -69,6 +69,30 @@ public final class ComputeEngine: @unchecked Sendable {
     /// Waits for all submitted primitives to finish (the CPU stream runs them synchronously).
     public func wait() { _ = dnnl_stream_wait(stream) }
 
+    /// The instruction set oneDNN's kernels use on this CPU (what the CPU offers, as far as the
+    /// hypervisor shows it), e.g. `avx512_core_bf16`.
+    public static var instructionSet: String {
+        switch dnnl_get_effective_cpu_isa() {
+        case dnnl_cpu_isa_sse41: return "sse41"
+        case dnnl_cpu_isa_avx: return "avx"
+        case dnnl_cpu_isa_avx2: return "avx2"
+        case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni"
+        case dnnl_cpu_isa_avx512_core: return "avx512_core"
+        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
+        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
+        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
+        case let other: return "isa 0x\(String(other.rawValue, radix: 16))"
+        }
+    }
+
+    /// Whether oneDNN has native bfloat16 kernels here (AVX512-BF16 or AMX). Without them it
+    /// emulates bf16, which ran ResNet-20 training 3.7x slower than fp32 (243 against 890 img/s,
+    /// Intel Xeon with AVX-512 whose hypervisor hides avx512_bf16, 2026-12-01).
+    public static var hasNativeBFloat16: Bool {
+        let bf16 = dnnl_cpu_isa_avx512_core_bf16.rawValue
+        return dnnl_get_effective_cpu_isa().rawValue & bf16 == bf16
+    }
+
     /// The oneDNN version string, e.g. "2.6.3".
     public static var version: String {
         guard let v = dnnl_version()?.pointee else { return "unknown" }

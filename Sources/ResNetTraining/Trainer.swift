@@ -33,10 +33,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// metrics, as the paper's Fig. 6 plots test error during training. Never used to choose a
     /// checkpoint, to reduce a rate or to stop. `nil` (runs made before it existed) means no.
     public var monitorsTest: Bool?
+    /// Leave the test split untouched at the end (tuning on the validation split); remembered
+    /// so that a resumed run does the same. `nil` means no.
+    public var skipsTest: Bool?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
-                validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil) {
+                validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil,
+                skipsTest: Bool? = nil) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -52,6 +56,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.deterministic = deterministic
         self.precision = precision
         self.monitorsTest = monitorsTest
+        self.skipsTest = skipsTest
     }
 
     /// Builds the network this configuration describes (weights from `seed`).
@@ -86,6 +91,17 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// One evaluation of the validation split during a run.
+public struct ValidationRecord: Codable, Sendable, Equatable {
+    /// The epoch in progress (1-based) and the steps taken when it was measured.
+    public var epoch: Int
+    public var step: Int
+    public var loss: Double
+    public var accuracy: Double
+    /// Whether it was the best so far: `best.safetensors` holds the weights of the last such row.
+    public var best: Bool
+}
+
 /// Where a run stands: everything besides weights and optimizer buffers that an exact resume needs.
 public struct RunState: Codable, Sendable, Equatable {
     /// The epoch in progress (0-based) and the next batch in it.
@@ -97,7 +113,12 @@ public struct RunState: Codable, Sendable, Equatable {
     public var earlyStopping: EarlyStopping?
     public var bestValidationAccuracy: Double?
     public var bestEpoch: Int?
+    /// The step of the best validation (`nil` in runs made before it was recorded).
+    public var bestStep: Int?
     public var history: [EpochRecord] = []
+    /// Every validation, at epochs' ends and within epochs (early stopping's `everyBatches`), in
+    /// order; `nil` in runs made before it was recorded.
+    public var validations: [ValidationRecord]?
     /// The dropout generator of the training graph.
     public var dropoutState: [UInt64] = []
     /// Sums of the epoch in progress: loss x images, correct, images, seconds.
@@ -113,30 +134,51 @@ public struct RunState: Codable, Sendable, Equatable {
 
 /// Trains a model by a recipe, with validation, checkpoints, logs and exact resume.
 ///
-/// A run directory holds `config.json`, `last.safetensors` (weights, optimizer buffers under
-/// `optimizer/`, and the run state in the metadata), `best.safetensors` (weights of the best
-/// validation accuracy, with the metrics in the metadata), `metrics.csv` and `metrics.jsonl`.
-/// Every file is written atomically.
+/// The loop is the paper's: each step is a ``TrainingStep`` (inputs, forward, finite loss,
+/// backward, ``gradientHook``, update); everything else is a ``TrainingCallback`` in
+/// ``callbacks``, called in order: validation with the best checkpoint, plateau and early
+/// stopping (``ValidationCallback``), the test monitor, metrics files and curves, TensorBoard,
+/// and whatever a caller appends (progress display, a metrics server). The one thing the loop
+/// keeps is `last.safetensors`, written at every epoch's end and on interruption, because exact
+/// resume depends on it.
+///
+/// A run directory holds `config.json`, `last.safetensors` (weights, model card, optimizer
+/// buffers under `optimizer/`, and the run state in the metadata), `best.safetensors` (the model
+/// of the best validation accuracy, with the metrics in its card), `metrics.csv`,
+/// `metrics.jsonl` and `validation.csv`. Every file is written atomically.
 public final class Trainer {
     public let configuration: RunConfiguration
     public let runDirectory: URL
     public let model: any Layer
-    public private(set) var state = RunState()
+    /// Where the run stands; callbacks may set ``RunState/stopReason`` through ``requestStop(_:)``.
+    public internal(set) var state = RunState()
     /// Receives one line per event (epoch summaries, checkpoints, stops).
     public var log: (String) -> Void = { print($0) }
-    /// Receives progress within an epoch: (batch, batches, loss, accuracy, images/s, learning rate).
-    public var progress: ((Int, Int, Double, Double, Double, Float) -> Void)?
+    /// Everything around the steps, in the order it runs at each event.
+    public var callbacks: [any TrainingCallback] = []
+    /// Called between backward and the update of every step (``TrainingStep/gradientHook``).
+    public var gradientHook: (([Parameter]) throws -> Void)?
     /// Set (from a signal handler) to stop after the current step with a checkpoint.
     public let interruption = Interruption()
 
-    private let training: ImageDataset
-    private let validation: ImageDataset?
-    private let monitoredTest: ImageDataset?
+    /// The run's length and schedule, known once ``run()`` has started.
+    public struct Plan: Sendable {
+        public let stepsPerEpoch: Int
+        public let totalSteps: Int
+        /// Epochs the run takes (the last one may be partial).
+        public var epochs: Int { (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch }
+        public let schedule: LearningRateSchedule
+    }
+    public private(set) var plan: Plan?
+
+    let training: ImageDataset
+    let validation: ImageDataset?
+    let monitoredTest: ImageDataset?
     /// Fitted on the training part when the normalization is ZCA.
     public let whitening: ZCAWhitening?
-    private let optimizer: any Optimizer
+    let optimizer: any Optimizer
     private let parameters: [Parameter]
-    private var recipe: Recipe { configuration.recipe }
+    var recipe: Recipe { configuration.recipe }
 
     /// - Parameters:
     ///   - training, validation: the split (the validation part may be empty: no model selection).
@@ -195,7 +237,22 @@ public final class Trainer {
             }
             state.plateau = recipe.plateau
             state.earlyStopping = recipe.earlyStopping.map { EarlyStopping(patience: $0.patience, minimumDelta: $0.minimumDelta, maximize: true) }
+            state.validations = []
             try writeAtomically(try Self.encoder.encode(configuration), to: runDirectory.appendingPathComponent("config.json"))
+        }
+        if let validation {
+            callbacks.append(ValidationCallback(evaluator: Evaluator(model: model, imageShape: configuration.imageShape,
+                                                                     classCount: configuration.classNames.count, whitening: whitening),
+                                                validation: validation))
+        }
+        if let monitoredTest {
+            callbacks.append(TestMonitorCallback(evaluator: Evaluator(model: model, imageShape: configuration.imageShape,
+                                                                      classCount: configuration.classNames.count, whitening: whitening),
+                                                 test: monitoredTest))
+        }
+        callbacks.append(MetricsFilesCallback())
+        if let board = try? TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard")) {
+            callbacks.append(TensorBoardCallback(writer: board))
         }
     }
 
@@ -236,7 +293,7 @@ public final class Trainer {
 
     // MARK: - Checkpoints
 
-    private func saveLast() throws {
+    func saveLast() throws {
         var tensors: [String: SafeTensors.Tensor] = [:]
         for (key, values) in optimizer.stateDictionary() {
             tensors["optimizer/" + key] = SafeTensors.Tensor(shape: [values.count], values: values)
@@ -248,7 +305,8 @@ public final class Trainer {
                             to: runDirectory.appendingPathComponent("last.safetensors"))
     }
 
-    private func saveBest(_ record: EpochRecord) throws {
+    /// Writes `best.safetensors`: the model now, with the validation that made it best.
+    func saveBest(_ record: EpochRecord) throws {
         let metadata = ["resnet.config": String(decoding: try Self.encoder.encode(configuration), as: UTF8.self),
                         "resnet.metrics": String(decoding: try Self.encoder.encode(record), as: UTF8.self)]
         var metrics: [String: Double] = [:]
@@ -299,6 +357,17 @@ public final class Trainer {
         public var interrupted: Bool
     }
 
+    /// Stops the run at the end of the current step (the epoch is closed and checkpointed as
+    /// usual); the first reason given is kept.
+    public func requestStop(_ reason: String) {
+        if state.stopReason == nil { state.stopReason = reason }
+    }
+
+    /// The learning rate of step `step`: the schedule's, times the plateau's multiplier.
+    func learningRate(step: Int, plan: Plan) -> Float {
+        plan.schedule.learningRate(step: step, stepsPerEpoch: plan.stepsPerEpoch) * (state.plateau?.multiplier ?? 1)
+    }
+
     /// Trains until the recipe's end, an early stop, a divergence (throws) or an interruption.
     public func run() throws -> Outcome {
         if state.finished { log("the run has already finished (\(state.stopReason ?? "done"))"); return Outcome(state: state, interrupted: false) }
@@ -306,82 +375,44 @@ public final class Trainer {
         let loader = try BatchLoader(dataset: training, batchSize: batchSize, shuffle: true, dropLast: true,
                                      augmentations: recipe.augmentations, normalization: configuration.normalization,
                                      whitening: whitening, seed: configuration.seed)
-        let stepsPerEpoch = loader.batchesPerEpoch
         let totalSteps = recipe.totalIterations(trainingCount: training.count)
-        let schedule = recipe.schedule.resolvingLength(totalSteps)
-        let evaluator = validation.map { _ in
-            Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count, whitening: whitening)
-        }
-        let testEvaluator = monitoredTest.map { _ in
-            Evaluator(model: model, imageShape: configuration.imageShape, classCount: configuration.classNames.count, whitening: whitening)
-        }
-
-        model.train()
-        let graph = Graph(seed: configuration.seed &+ 17, precision: configuration.precision ?? .fp32)
-        let images = graph.input([batchSize] + configuration.imageShape)
-        let labels = graph.labels(count: batchSize)
-        let logits = try model(images)
-        let loss = try softmaxCrossEntropy(logits, labels: labels, labelSmoothing: recipe.labelSmoothing)
-        try graph.plan(loss: loss, keep: [logits])
-        if state.dropoutState.count == 4 {
-            graph.generator.state = (state.dropoutState[0], state.dropoutState[1], state.dropoutState[2], state.dropoutState[3])
-        }
-        let classCount = configuration.classNames.count
-        let board = try? TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard"))
-        var labelBuffer = [Int32](repeating: 0, count: batchSize)
+        let plan = Plan(stepsPerEpoch: loader.batchesPerEpoch, totalSteps: totalSteps, schedule: recipe.schedule.resolvingLength(totalSteps))
+        self.plan = plan
+        let step = try TrainingStep(model: model, optimizer: optimizer, imageShape: configuration.imageShape,
+                                    classCount: configuration.classNames.count, batchSize: batchSize,
+                                    labelSmoothing: recipe.labelSmoothing, precision: configuration.precision ?? .fp32,
+                                    seed: configuration.seed &+ 17)
+        step.gradientHook = gradientHook
+        if state.dropoutState.count == 4 { step.dropoutState = state.dropoutState }
+        if state.validations == nil { state.validations = Self.validations(from: state.history) }
+        for callback in callbacks { try callback.runWillStart(self) }
 
         while state.step < totalSteps {
             let epoch = loader.epoch(state.epoch, startingAt: state.batchInEpoch)
             defer { epoch.cancel() }
             let epochStart = Date()
             while state.step < totalSteps, let batch = epoch.next() {
-                let rate = schedule.learningRate(step: state.step, stepsPerEpoch: stepsPerEpoch) * (state.plateau?.multiplier ?? 1)
-                optimizer.learningRate = rate
-                graph.withInputBuffer(images) { $0.update(from: UnsafeMutableBufferPointer(mutating: batch.images)) }
-                for i in 0..<batchSize { labelBuffer[i] = batch.labels[i] }
-                try graph.setLabels(labels, labelBuffer)
-                graph.forward()
-                let value = try graph.withValue(loss) { $0[0] }   // read in place: the step allocates nothing
-                guard value.isFinite else {
-                    state.stopReason = "loss became \(value) at step \(state.step + 1) (learning rate \(rate))"
+                let rate = learningRate(step: state.step, plan: plan)
+                let result: TrainingStep.Result
+                do { result = try step(images: batch.images, labels: batch.labels, learningRate: rate) } catch let error as TrainingStep.NonFiniteLoss {
+                    state.stopReason = "loss became \(error.value) at step \(state.step + 1) (learning rate \(rate))"
                     throw TrainingError.diverged("training diverged: \(state.stopReason!); the last good checkpoint is \(runDirectory.appendingPathComponent("last.safetensors").path)")
-                }
-                graph.backward()
-                optimizer.update(parameters)
-                let correct = try graph.withValue(logits) { l in
-                    (0..<batchSize).reduce(0) { sum, i in
-                        let row = l.baseAddress! + i * classCount
-                        var best = 0
-                        for k in 1..<classCount where row[k] > row[best] { best = k }
-                        return sum + (best == Int(labelBuffer[i]) ? 1 : 0)
-                    }
                 }
                 state.step += 1
                 state.batchInEpoch += 1
-                state.partialLoss += Double(value) * Double(batchSize)
-                state.partialCorrect += correct
+                state.partialLoss += Double(result.loss) * Double(batchSize)
+                state.partialCorrect += result.correct
                 state.partialSeen += batchSize
-                let elapsed = state.partialSeconds - epochStart.timeIntervalSinceNow
-                progress?(state.batchInEpoch, stepsPerEpoch, state.partialLoss / Double(state.partialSeen),
-                          Double(state.partialCorrect) / Double(state.partialSeen), Double(state.partialSeen) / max(elapsed, 1e-9), rate)
-
-                if let rule = recipe.earlyStopping, let every = rule.everyBatches, state.step % every == 0, let evaluator, let validation {
-                    let result = try evaluator.evaluate(validation, normalization: configuration.normalization)
-                    try noteValidation(result, record: nil)
-                    if state.earlyStopping?.record(Float(result.top1)) == true {
-                        state.stopReason = "early stopping: validation accuracy did not improve for \(rule.patience) evaluations"
-                    }
-                    if state.stopReason != nil { break }
-                }
-                if interruption.isSet { break }
+                for callback in callbacks { try callback.stepDidEnd(self, result, epochStart: epochStart) }
+                if state.stopReason != nil || interruption.isSet { break }
             }
             let epochSeconds = state.partialSeconds - epochStart.timeIntervalSinceNow
-            if interruption.isSet && state.batchInEpoch < stepsPerEpoch && state.step < totalSteps {
+            if interruption.isSet && state.batchInEpoch < plan.stepsPerEpoch && state.step < totalSteps {
                 state.partialSeconds = epochSeconds
-                state.dropoutState = [graph.generator.state.0, graph.generator.state.1, graph.generator.state.2, graph.generator.state.3]
+                state.dropoutState = step.dropoutState
                 try saveLast()
                 log("interrupted at step \(state.step) (epoch \(state.epoch + 1), batch \(state.batchInEpoch)): checkpoint written; continue with --resume")
-                return Outcome(state: state, interrupted: true)
+                return try end(interrupted: true)
             }
             // End of an epoch (or of the run, or an early stop).
             var record = EpochRecord(epoch: state.epoch + 1, step: state.step,
@@ -389,26 +420,7 @@ public final class Trainer {
                                      trainLoss: state.partialLoss / Double(max(1, state.partialSeen)),
                                      trainAccuracy: Double(state.partialCorrect) / Double(max(1, state.partialSeen)),
                                      seconds: epochSeconds, imagesPerSecond: Double(state.partialSeen) / max(epochSeconds, 1e-9))
-            if let evaluator, let validation {
-                let result = try evaluator.evaluate(validation, normalization: configuration.normalization)
-                record.validationLoss = result.loss
-                record.validationAccuracy = result.top1
-                try noteValidation(result, record: record)
-                if var plateau = state.plateau {
-                    let monitored = recipe.plateauMonitor == "accuracy" ? Float(result.top1) : Float(result.loss)
-                    plateau.record(monitored, scheduled: schedule.learningRate(step: state.step, stepsPerEpoch: stepsPerEpoch))
-                    state.plateau = plateau
-                }
-                if recipe.earlyStopping?.everyBatches == nil, state.stopReason == nil,
-                   state.earlyStopping?.record(Float(result.top1)) == true {
-                    state.stopReason = "early stopping: validation accuracy did not improve for \(recipe.earlyStopping!.patience) epochs"
-                }
-            }
-            if let testEvaluator, let monitoredTest {
-                let result = try testEvaluator.evaluate(monitoredTest, normalization: configuration.normalization)
-                record.testLoss = result.loss
-                record.testAccuracy = result.top1
-            }
+            for callback in callbacks { try callback.epochWillEnd(self, &record) }
             state.history.append(record)
             state.epoch += 1
             state.batchInEpoch = 0
@@ -417,18 +429,14 @@ public final class Trainer {
                 state.finished = true
                 if state.stopReason == nil { state.stopReason = "completed \(totalSteps) iterations" }
             }
-            state.dropoutState = [graph.generator.state.0, graph.generator.state.1, graph.generator.state.2, graph.generator.state.3]
+            state.dropoutState = step.dropoutState
             try saveLast()
-            try writeMetrics()
-            var scalars: [(tag: String, value: Float)] = [("train/loss", Float(record.trainLoss)), ("train/accuracy", Float(record.trainAccuracy)),
-                                                          ("learning_rate", record.learningRate), ("images_per_second", Float(record.imagesPerSecond))]
-            if let l = record.validationLoss, let a = record.validationAccuracy { scalars += [("val/loss", Float(l)), ("val/accuracy", Float(a))] }
-            board?.scalars(scalars, step: record.epoch)
-            log(describe(record))
+            for callback in callbacks { try callback.epochDidEnd(self, record) }
+            log(describe(record, epochs: plan.epochs))
             if state.finished { break }
             if interruption.isSet {
                 log("interrupted after epoch \(state.epoch): checkpoint written; continue with --resume")
-                return Outcome(state: state, interrupted: true)
+                return try end(interrupted: true)
             }
         }
         if !state.finished {
@@ -437,43 +445,47 @@ public final class Trainer {
             try saveLast()
         }
         log("finished: \(state.stopReason ?? "done")")
-        return Outcome(state: state, interrupted: false)
+        return try end(interrupted: false)
     }
 
-    private func noteValidation(_ result: EvaluationResult, record: EpochRecord?) throws {
-        if state.bestValidationAccuracy.map({ result.top1 > $0 }) ?? true {
-            state.bestValidationAccuracy = result.top1
-            state.bestEpoch = state.epoch + 1
-            let r = record ?? EpochRecord(epoch: state.epoch + 1, step: state.step, learningRate: optimizer.learningRate,
-                                          trainLoss: 0, trainAccuracy: 0, validationLoss: result.loss,
-                                          validationAccuracy: result.top1, seconds: 0, imagesPerSecond: 0)
-            try saveBest(r)
+    private func end(interrupted: Bool) throws -> Outcome {
+        let outcome = Outcome(state: state, interrupted: interrupted)
+        for callback in callbacks { try callback.runDidEnd(self, outcome) }
+        return outcome
+    }
+
+    /// Records a validation; when it is the best so far, writes `best.safetensors` (with
+    /// `record`, or a record of this validation alone within an epoch).
+    func noteValidation(_ result: EvaluationResult, record: EpochRecord?) throws {
+        let best = state.bestValidationAccuracy.map { result.top1 > $0 } ?? true
+        state.validations = (state.validations ?? []) + [ValidationRecord(epoch: state.epoch + 1, step: state.step, loss: result.loss,
+                                                                           accuracy: result.top1, best: best)]
+        guard best else { return }
+        state.bestValidationAccuracy = result.top1
+        state.bestEpoch = state.epoch + 1
+        state.bestStep = state.step
+        let r = record ?? EpochRecord(epoch: state.epoch + 1, step: state.step, learningRate: optimizer.learningRate,
+                                      trainLoss: 0, trainAccuracy: 0, validationLoss: result.loss,
+                                      validationAccuracy: result.top1, seconds: 0, imagesPerSecond: 0)
+        try saveBest(r)
+    }
+
+    /// The validations of a run made before they were recorded: its epochs' ends.
+    static func validations(from history: [EpochRecord]) -> [ValidationRecord] {
+        var best = -Double.infinity
+        return history.compactMap { r in
+            guard let loss = r.validationLoss, let accuracy = r.validationAccuracy else { return nil }
+            defer { best = max(best, accuracy) }
+            return ValidationRecord(epoch: r.epoch, step: r.step, loss: loss, accuracy: accuracy, best: accuracy > best)
         }
     }
 
-    private func describe(_ r: EpochRecord) -> String {
-        var line = String(format: "epoch %3d  step %6d  lr %.4g  loss %.4f  acc %.2f%%", r.epoch, r.step, r.learningRate, r.trainLoss, 100 * r.trainAccuracy)
+    private func describe(_ r: EpochRecord, epochs: Int) -> String {
+        var line = String(format: "epoch %3d/%d  step %6d  lr %.4g  loss %.4f  acc %.2f%%", r.epoch, epochs, r.step, r.learningRate, r.trainLoss, 100 * r.trainAccuracy)
         if let vl = r.validationLoss, let va = r.validationAccuracy { line += String(format: "  val loss %.4f  val acc %.2f%%", vl, 100 * va) }
         if let ta = r.testAccuracy { line += String(format: "  (test acc %.2f%%)", 100 * ta) }
         line += String(format: "  %.1f s  %.0f img/s", r.seconds, r.imagesPerSecond)
         return line
-    }
-
-    private func writeMetrics() throws {
-        func f(_ v: Double?) -> String { v.map { String($0) } ?? "" }
-        var csv = "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,images_per_second\n"
-        var lines = ""
-        let compact = JSONEncoder()
-        compact.outputFormatting = [.sortedKeys]
-        for r in state.history {
-            csv += "\(r.epoch),\(r.step),\(r.learningRate),\(r.trainLoss),\(r.trainAccuracy),\(f(r.validationLoss)),\(f(r.validationAccuracy)),\(f(r.testLoss)),\(f(r.testAccuracy)),\(r.seconds),\(r.imagesPerSecond)\n"
-            lines += String(decoding: try compact.encode(r), as: UTF8.self) + "\n"
-        }
-        try writeAtomically(Data(csv.utf8), to: runDirectory.appendingPathComponent("metrics.csv"))
-        try writeAtomically(Data(lines.utf8), to: runDirectory.appendingPathComponent("metrics.jsonl"))
-        do { try writeTrainingCurves(state.history, to: runDirectory.appendingPathComponent("curves.png").path) } catch {
-            log("could not draw curves.png: \(error)")
-        }
     }
 }
 

@@ -11,6 +11,7 @@ import Yams
 
 extension Normalization.Kind: ExpressibleByArgument {}
 extension Recipe.OptimizerKind: ExpressibleByArgument {}
+extension PrecisionChoice: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 
 /// `--dataset NAME --data PATH`, shared by train, evaluate and dataset-info.
@@ -27,8 +28,8 @@ struct DataChoice: ParsableArguments {
     func load() throws -> LoadedDataset { try loadDatasetForUser(name, data) }
 }
 
-/// Every recipe setting as an optional flag: a flag given overrides the recipe (and the config file).
-struct RecipeOverrides: ParsableArguments {
+/// Every recipe setting as an optional flag: a flag given overrides the recipe (and the run file).
+struct RecipeFlags: ParsableArguments {
     @Option(help: "Epochs (replaces the recipe's length).") var epochs: Int?
     @Option(help: "Iterations (replaces the recipe's length).") var iterations: Int?
     @Option(help: "Batch size.") var batchSize: Int?
@@ -42,27 +43,22 @@ struct RecipeOverrides: ParsableArguments {
     @Option(help: "Input normalization fitted on the training split: none, channel, pixel or zca (epsilon 0.1).") var normalization: Normalization.Kind?
     @Option(help: "Training images held out for validation (0: no validation, no best checkpoint).") var validation: Int?
 
-    func apply(to recipe: inout Recipe) throws {
-        if let epochs { guard epochs > 0 else { throw UserError("--epochs must be positive") }; recipe.duration = .epochs(epochs) }
-        if let iterations { guard iterations > 0 else { throw UserError("--iterations must be positive") }; recipe.duration = .iterations(iterations) }
-        if let batchSize { guard batchSize > 0 else { throw UserError("--batch-size must be positive") }; recipe.batchSize = batchSize }
-        if let lr {
-            guard lr > 0, lr.isFinite else { throw UserError("--lr must be positive") }
-            recipe.schedule = recipe.schedule.scaled(toPeak: lr)
-        }
-        if let optimizer { recipe.optimizer = optimizer }
-        if let momentum { recipe.momentum = momentum }
-        if let nesterov { recipe.nesterov = nesterov }
-        if let weightDecay { recipe.weightDecay = weightDecay }
-        if let labelSmoothing {
-            guard (0..<1).contains(labelSmoothing) else { throw UserError("--label-smoothing must be in 0..<1") }
-            recipe.labelSmoothing = labelSmoothing
-        }
-        if let augment {
-            do { recipe.augmentations = try Augmentation.parseList(augment) } catch let e as DataOptionError { throw UserError(e.description) }
-        }
-        if let normalization { recipe.normalization = normalization }
-        if let validation { guard validation >= 0 else { throw UserError("--validation must be >= 0") }; recipe.validationCount = validation }
+    /// The library's overrides.
+    var overrides: RecipeOverrides {
+        var o = RecipeOverrides()
+        o.epochs = epochs
+        o.iterations = iterations
+        o.batchSize = batchSize
+        o.lr = lr
+        o.optimizer = optimizer
+        o.momentum = momentum
+        o.nesterov = nesterov
+        o.weightDecay = weightDecay
+        o.labelSmoothing = labelSmoothing
+        o.augment = augment
+        o.normalization = normalization
+        o.validation = validation
+        return o
     }
 }
 
@@ -77,14 +73,14 @@ struct Train: ParsableCommand {
     @Option(help: "Recipe: \(Recipe.presets.map(\.name).joined(separator: ", ")) (default he2016).") var recipe: String?
     @Option(help: "A run file (YAML or JSON) with any of these options as keys (batch_size, lr, augment, ...); flags override it.")
     var config: String?
-    @OptionGroup var overrides: RecipeOverrides
+    @OptionGroup var recipeFlags: RecipeFlags
     @Option(help: "Random seed: weights, split, order, augmentation, dropout (default 0).") var seed: UInt64?
     @Option(help: "Run directory (default: runs/MODEL-DATASET-RECIPE-TIME).") var runDir: String?
     @Option(help: "Continue the run in this directory.") var resume: String?
     @Flag(help: "Pin everything that affects the result (thread count included) so a resumed run ends with the same weights.")
     var deterministic = false
-    @Option(help: "Training precision: fp32, or bf16 (mixed: bfloat16 activations and convolutions, float32 master weights, statistics and loss). Evaluation is fp32.")
-    var precision: Precision?
+    @Option(help: "Training precision: auto (default: bf16 where the CPU has native bf16, else fp32), fp32, or bf16 (mixed: bfloat16 activations and convolutions, float32 master weights, statistics and loss). Evaluation is fp32.")
+    var precision: PrecisionChoice?
     @Flag(help: "Do not evaluate the test set at the end, e.g. while tuning a recipe on the validation split; evaluate the chosen run once later with `resnet evaluate RUN_DIR --split test`.")
     var skipTest = false
     @Flag(help: "Evaluate the test split at every epoch's end and log it (test_loss, test_accuracy in metrics.csv), as the paper's Fig. 6 plots test error during training. Never used to choose the checkpoint, reduce the rate or stop.")
@@ -106,22 +102,30 @@ struct Train: ParsableCommand {
         }
     }
 
+    /// The flags given, as a request (the run file's settings come under them).
+    private var request: RunRequest {
+        var r = RunRequest()
+        r.model = model
+        r.shortcut = shortcut
+        r.dataset = data.dataset
+        r.data = data.data
+        r.recipe = recipe
+        r.seed = seed
+        r.precision = precision
+        r.runDirectory = runDir
+        r.monitorTest = monitorTest ? true : nil
+        r.skipTest = skipTest ? true : nil
+        r.deterministic = deterministic ? true : nil
+        r.overrides = recipeFlags.overrides
+        return r
+    }
+
     private func train() throws {
         let directory: URL
         let configuration: RunConfiguration
         let loaded: LoadedDataset
         if let resume {
-            let o = overrides
-            let given: [(String, Bool)] = [
-                ("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", data.dataset != nil), ("--data", data.data != nil),
-                ("--recipe", recipe != nil), ("--config", config != nil), ("--seed", seed != nil), ("--run-dir", runDir != nil),
-                ("--epochs", o.epochs != nil), ("--iterations", o.iterations != nil), ("--batch-size", o.batchSize != nil),
-                ("--lr", o.lr != nil), ("--optimizer", o.optimizer != nil), ("--momentum", o.momentum != nil),
-                ("--nesterov", o.nesterov != nil), ("--weight-decay", o.weightDecay != nil), ("--label-smoothing", o.labelSmoothing != nil),
-                ("--augment", o.augment != nil), ("--normalization", o.normalization != nil), ("--validation", o.validation != nil),
-                ("--deterministic", deterministic), ("--precision", precision != nil), ("--monitor-test", monitorTest),
-            ]
-            let changed = given.filter(\.1).map(\.0)
+            let changed = (config != nil ? ["--config"] : []) + request.settingsThatChangeARun
             guard changed.isEmpty else {
                 throw UserError("\(changed.joined(separator: ", ")) cannot change a run being resumed: --resume continues it exactly as configured (start a new run to change it)")
             }
@@ -130,56 +134,21 @@ struct Train: ParsableCommand {
             if configuration.deterministic { ComputeEngine.shared.setThreadCount(configuration.threads) }
             loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath)
         } else {
-            let file = try config.map(RunFile.load) ?? RunFile()
-            let model = self.model ?? file.model ?? "resnet20"
-            let seed = self.seed ?? file.seed ?? 0
-            var recipe = try Recipe.named(self.recipe ?? file.recipe ?? "he2016")
-            // A recipe's shortcut is its source's CIFAR choice; ImageNet networks keep B unless asked.
-            let cifar = try ModelDefinition(name: model).configuration?.stem == .cifar
-            let shortcut = try self.shortcut ?? file.shortcut.map(RunFile.shortcut) ?? (cifar ? recipe.shortcut : nil) ?? .b
-            if let schedule = file.schedule { recipe.schedule = schedule }
-            try file.overrides?.apply(to: &recipe)
-            try overrides.apply(to: &recipe)
-            var data = self.data
-            if data.dataset == nil { data.dataset = file.dataset }
-            if data.data == nil { data.data = file.data }
+            let asked = request.over(try config.map { try RunRequest.load(runFile: $0) } ?? RunRequest())
+            var data = DataChoice()
+            data.dataset = asked.dataset
+            data.data = asked.data
             let requested = data.dataset
             loaded = try loadWithFallback(&data)
-            guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
-            if data.dataset != requested, data.dataset == "folder" {
-                // The shipped sample is a tenth of CIFAR-10: keep a tenth for validation and a short
-                // run, unless the user chose otherwise.
-                let o = file.overrides
-                if overrides.validation == nil && o?.validation == nil { recipe.validationCount = train.count / 10 }
-                if overrides.epochs == nil && overrides.iterations == nil && o?.epochs == nil && o?.iterations == nil {
-                    recipe.duration = .epochs(15)
-                    if case .multiStep(let base, _, _, .iteration) = recipe.schedule {
-                        recipe.schedule = .multiStep(base: base, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch)
-                    }
-                }
-                let length: String
-                switch recipe.duration {
-                case .epochs(let e): length = "\(e) epochs"
-                case .iterations(let i): length = "\(i) iterations"
-                }
-                say("on the sample: \(recipe.validationCount) validation images, \(length)")
-            }
-            let depth = try ModelDefinition(name: model).configuration?.depth
-            recipe = recipe.adapted(toDepth: depth)
-            recipe = try recipe.validated()
-            let (trainIndices, _) = try trainingSplit(train, validationCount: recipe.validationCount)
-            let normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
-            configuration = RunConfiguration(
-                model: model, modelOptions: ModelOptions(shortcut: shortcut),
-                imageShape: [train.channels, train.height, train.width], classNames: loaded.classNames,
-                dataset: data.name, dataPath: data.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
-                recipe: recipe, seed: seed, normalization: normalization, trainingCount: trainIndices.count,
-                validationCount: recipe.validationCount, threads: ComputeEngine.shared.threadCount, deterministic: deterministic,
-                precision: try precision ?? file.precision.map(RunFile.precision) ?? .fp32,
-                monitorsTest: monitorTest || file.monitorTest == true ? true : nil)
-            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            directory = URL(fileURLWithPath: runDir ?? file.runDir ?? "runs/\(model)-\(data.name)-\(recipe.name)-\(stamp)")
+            configuration = try asked.configuration(data: loaded, dataset: data.name, dataPath: data.data,
+                                                    isSample: data.dataset != requested && data.dataset == "folder",
+                                                    threads: ComputeEngine.shared.threadCount, log: { say($0) })
+            directory = asked.directory(for: configuration)
         }
+        if let warning = (configuration.precision ?? .fp32).warning {
+            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+        }
+        let skipTest = self.skipTest || configuration.skipsTest == true
         guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
         let (trainIndices, validationIndices) = try configuration.split(train)
         let trainer = try Trainer(configuration: configuration, training: train.subset(trainIndices),
@@ -198,23 +167,24 @@ struct Train: ParsableCommand {
             if !json { say(line) }
         }
         if terminal {
-            trainer.progress = { batch, batches, loss, accuracy, rate, lr in
-                guard -lastDraw.timeIntervalSinceNow > 0.25 || batch == batches else { return }
+            trainer.callbacks.append(ProgressCallback { p in
+                guard -lastDraw.timeIntervalSinceNow > 0.25 || p.batch == p.batches else { return }
                 lastDraw = Date()
-                let eta = Double(batches - batch) * (Double(r.batchSize) / max(rate, 1))
-                let width = 24, filled = width * batch / max(1, batches)
+                let width = 24, filled = width * p.batch / max(1, p.batches)
                 let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-                let line = String(format: "\r\u{1B}[K[%@] %d/%d  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s  ETA %.0fs",
-                                  bar, batch, batches, loss, 100 * accuracy, lr, rate, eta)
+                let line = String(format: "\r\u{1B}[K[%@] epoch %d/%d  %d/%d  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s  run ETA %@",
+                                  bar, p.epoch, p.epochs, p.batch, p.batches, p.loss, 100 * p.accuracy, p.learningRate, p.imagesPerSecond,
+                                  duration(p.remainingSeconds))
                 FileHandle.standardOutput.write(Data(line.utf8))
-            }
+            })
         }
         if !terminal && !json {
             // Not a terminal (a log file, CI): a plain line at each quarter of an epoch.
-            trainer.progress = { batch, batches, loss, accuracy, rate, lr in
-                guard batches >= 8, batch < batches, batch % (batches / 4) == 0 else { return }
-                say(String(format: "  batch %d/%d  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s", batch, batches, loss, 100 * accuracy, lr, rate))
-            }
+            trainer.callbacks.append(ProgressCallback { p in
+                guard p.batches >= 8, p.batch < p.batches, p.batch % (p.batches / 4) == 0 else { return }
+                say(String(format: "  epoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s  run ETA %@", p.epoch, p.epochs,
+                           p.batch, p.batches, p.loss, 100 * p.accuracy, p.learningRate, p.imagesPerSecond, duration(p.remainingSeconds)))
+            })
         }
         let interruption = trainer.interruption
         signal(SIGINT, SIG_IGN)
@@ -279,6 +249,15 @@ func loadDataset(named name: String, from path: String?) throws -> LoadedDataset
     return try LoadedDataset.load(kind, from: path)
 }
 
+/// `1h05m`, `12m30s` or `45s`.
+func duration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3_600 { return String(format: "%dh%02dm", s / 3_600, s % 3_600 / 60) }
+    if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return "\(s)s"
+}
+
 /// Prints a line at once, unbuffered (so that `nohup resnet train > log` shows progress), in
 /// order with the progress bar's writes.
 func say(_ line: String) {
@@ -328,107 +307,4 @@ func extractShippedSample() throws -> String {
     tar.waitUntilExit()
     guard tar.terminationStatus == 0 else { throw UserError("\(archive): cannot unpack the sample (tar exit \(tar.terminationStatus))") }
     return root
-}
-
-/// A run file (`--config run.yaml` or `.json`): the options of `resnet train` as keys, in
-/// snake_case (`batch_size: 64`), plus an optional full `schedule` in its JSON form.
-struct RunFile: Decodable {
-    var model: String?
-    var shortcut: String?
-    var dataset: String?
-    var data: String?
-    var recipe: String?
-    var seed: UInt64?
-    var precision: String?
-    var runDir: String?
-    var monitorTest: Bool?
-    var schedule: LearningRateSchedule?
-    /// Every recipe option, each set (to nil when absent): decoded files only.
-    var overrides: RecipeOverrides?
-
-    enum CodingKeys: String, CodingKey {
-        case model, shortcut, dataset, data, recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
-        case epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
-        case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, validation
-    }
-
-    init() {}
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        model = try c.decodeIfPresent(String.self, forKey: .model)
-        shortcut = try c.decodeIfPresent(String.self, forKey: .shortcut)
-        dataset = try c.decodeIfPresent(String.self, forKey: .dataset)
-        data = try c.decodeIfPresent(String.self, forKey: .data)
-        recipe = try c.decodeIfPresent(String.self, forKey: .recipe)
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
-        precision = try c.decodeIfPresent(String.self, forKey: .precision)
-        runDir = try c.decodeIfPresent(String.self, forKey: .runDir)
-        monitorTest = try c.decodeIfPresent(Bool.self, forKey: .monitorTest)
-        schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule)
-        var o = RecipeOverrides()
-        o.epochs = try c.decodeIfPresent(Int.self, forKey: .epochs)
-        o.iterations = try c.decodeIfPresent(Int.self, forKey: .iterations)
-        o.batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize)
-        o.lr = try c.decodeIfPresent(Float.self, forKey: .lr)
-        o.optimizer = try c.decodeIfPresent(String.self, forKey: .optimizer).map { name in
-            guard let kind = Recipe.OptimizerKind(rawValue: name) else {
-                throw DecodingError.dataCorruptedError(forKey: .optimizer, in: c, debugDescription: "optimizer must be sgd, adam or adamw")
-            }
-            return kind
-        }
-        o.momentum = try c.decodeIfPresent(Float.self, forKey: .momentum)
-        o.nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov)
-        o.weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay)
-        o.labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing)
-        o.augment = try c.decodeIfPresent(String.self, forKey: .augment)
-        o.normalization = try c.decodeIfPresent(String.self, forKey: .normalization).map { name in
-            guard let kind = Normalization.Kind(rawValue: name) else {
-                throw DecodingError.dataCorruptedError(forKey: .normalization, in: c, debugDescription: "normalization must be none, channel, pixel or zca")
-            }
-            return kind
-        }
-        o.validation = try c.decodeIfPresent(Int.self, forKey: .validation)
-        overrides = o
-    }
-
-    /// Reads a YAML (`.yaml`, `.yml`) or JSON file; unknown keys are errors, not ignored.
-    static func load(_ path: String) throws -> RunFile {
-        guard let bytes = FileManager.default.contents(atPath: path) else { throw UserError("\(path): cannot read the run file") }
-        let text = String(decoding: bytes, as: UTF8.self)
-        let yaml = path.hasSuffix(".yaml") || path.hasSuffix(".yml")
-        do {
-            let keys: [String]
-            if yaml {
-                guard let object = try Yams.load(yaml: text) as? [String: Any] else { throw UserError("\(path): expected a mapping of options") }
-                keys = Array(object.keys)
-            } else {
-                guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else { throw UserError("\(path): expected a JSON object of options") }
-                keys = Array(object.keys)
-            }
-            let known = Set(["model", "shortcut", "dataset", "data", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "epochs", "iterations",
-                             "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "augment",
-                             "normalization", "validation"])
-            if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
-                throw UserError("\(path): unknown option '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
-            }
-            return yaml ? try YAMLDecoder().decode(RunFile.self, from: text) : try JSONDecoder().decode(RunFile.self, from: bytes)
-        } catch let error as UserError {
-            throw error
-        } catch let error as DecodingError {
-            throw UserError("\(path): \(error.summary)")
-        } catch {
-            throw UserError("\(path): not valid \(yaml ? "YAML" : "JSON") (\(error))")
-        }
-    }
-
-    static func precision(_ text: String) throws -> Precision {
-        guard let precision = Precision(rawValue: text) else { throw UserError("precision must be fp32 or bf16, got '\(text)'") }
-        return precision
-    }
-
-    static func shortcut(_ text: String) throws -> ShortcutOption {
-        guard let option = ShortcutOption(argument: text) else { throw UserError("shortcut must be A, B or C, got '\(text)'") }
-        return option
-    }
 }

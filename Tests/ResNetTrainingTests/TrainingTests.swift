@@ -198,7 +198,7 @@ struct TrainingRunTests {
         // Interrupted in the middle of epoch 2 (Ctrl-C), then resumed.
         let first = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: false)
         first.log = { _ in }
-        first.progress = { batch, _, _, _, _, _ in if first.state.epoch == 1 && batch == 7 { first.interruption.set() } }
+        first.callbacks.append(ProgressCallback { p in if p.epoch == 2 && p.batch == 7 { first.interruption.set() } })
         let stopped = try first.run()
         #expect(stopped.interrupted && stopped.state.step == 16 + 7)
         // Keep the epoch-1 checkpoint... there is only the latest; copy it to simulate a later crash.
@@ -285,6 +285,31 @@ struct TrainingRunTests {
         let momentum = lastTensors.keys.sorted().first { $0.hasPrefix("optimizer/") }!
         noMomentum[momentum] = nil
         #expect(resumeWith(noMomentum, lastMetadata).contains("does not cover every trainable parameter"))
+    }
+
+    @Test("validations within an epoch are logged, and best.safetensors is the last best row of validation.csv")
+    func midEpochValidations() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-mid-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var recipe = smallRecipe()
+        recipe.duration = .epochs(1)
+        recipe.earlyStopping = .init(patience: 100, everyBatches: 5)
+        guard let (configuration, train, validation) = try setUp(recipe: recipe, dir: dir) else {
+            Issue.record("Fashion-MNIST disappeared during the run"); return
+        }
+        let trainer = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: dir, resume: false)
+        var lines: [String] = []
+        trainer.log = { lines.append($0) }
+        let outcome = try trainer.run()
+        let validations = try #require(outcome.state.validations)
+        #expect(validations.map(\.step) == [5, 10, 15, 16], "three within the epoch of 16 steps, one at its end")
+        #expect(lines.filter { $0.contains("validation at step") }.count == 3)
+        let best = try #require(validations.last { $0.best })
+        #expect(best.accuracy == outcome.state.bestValidationAccuracy && best.step == outcome.state.bestStep)
+        let card = try ModelFile.load(dir.path).card
+        #expect(card.provenance.step == best.step && card.provenance.metrics["validation_top1"] == best.accuracy)
+        let csv = try String(contentsOf: dir.appendingPathComponent("validation.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 5 && csv.hasPrefix("epoch,step,val_loss,val_accuracy,best"))
     }
 
     @Test("a diverging run stops with a clear message and keeps the last good checkpoint")

@@ -1,0 +1,338 @@
+import Foundation
+import ResNetData
+import ResNetModels
+import ResNetTensors
+import Yams
+
+/// Recipe settings a user overrides one by one (flags, or keys of a run file); `nil` keeps the
+/// recipe's.
+public struct RecipeOverrides: Sendable, Equatable {
+    public var epochs: Int?
+    public var iterations: Int?
+    public var batchSize: Int?
+    /// The peak learning rate: the schedule is scaled so that its largest rate is this.
+    public var lr: Float?
+    public var optimizer: Recipe.OptimizerKind?
+    public var momentum: Float?
+    public var nesterov: Bool?
+    public var weightDecay: Float?
+    public var labelSmoothing: Float?
+    /// Augmentations as the command line writes them (`flip,crop:4`).
+    public var augment: String?
+    public var normalization: Normalization.Kind?
+    public var validation: Int?
+
+    public init() {}
+
+    /// The settings given, as the command line names them.
+    public var given: [String] {
+        [("--epochs", epochs != nil), ("--iterations", iterations != nil), ("--batch-size", batchSize != nil), ("--lr", lr != nil),
+         ("--optimizer", optimizer != nil), ("--momentum", momentum != nil), ("--nesterov", nesterov != nil),
+         ("--weight-decay", weightDecay != nil), ("--label-smoothing", labelSmoothing != nil), ("--augment", augment != nil),
+         ("--normalization", normalization != nil), ("--validation", validation != nil)].filter(\.1).map(\.0)
+    }
+
+    /// Each setting of `self`, else of `other`.
+    public func over(_ other: RecipeOverrides) -> RecipeOverrides {
+        var r = self
+        r.epochs = epochs ?? other.epochs
+        r.iterations = iterations ?? other.iterations
+        r.batchSize = batchSize ?? other.batchSize
+        r.lr = lr ?? other.lr
+        r.optimizer = optimizer ?? other.optimizer
+        r.momentum = momentum ?? other.momentum
+        r.nesterov = nesterov ?? other.nesterov
+        r.weightDecay = weightDecay ?? other.weightDecay
+        r.labelSmoothing = labelSmoothing ?? other.labelSmoothing
+        r.augment = augment ?? other.augment
+        r.normalization = normalization ?? other.normalization
+        r.validation = validation ?? other.validation
+        return r
+    }
+
+    /// Applies the settings given to `recipe`, each checked (the whole recipe is validated
+    /// afterwards, with its schedule).
+    public func apply(to recipe: inout Recipe) throws {
+        func bad(_ message: String) -> TrainingError { .invalidOption(message) }
+        if let epochs { guard epochs > 0 else { throw bad("--epochs must be positive, got \(epochs)") }; recipe.duration = .epochs(epochs) }
+        if let iterations { guard iterations > 0 else { throw bad("--iterations must be positive, got \(iterations)") }; recipe.duration = .iterations(iterations) }
+        if let batchSize { guard batchSize > 0 else { throw bad("--batch-size must be positive, got \(batchSize)") }; recipe.batchSize = batchSize }
+        if let lr {
+            guard lr > 0, lr.isFinite else { throw bad("--lr must be a positive number, got \(lr)") }
+            recipe.schedule = recipe.schedule.scaled(toPeak: lr)
+        }
+        if let optimizer { recipe.optimizer = optimizer }
+        if let momentum { guard momentum.isFinite, (0..<1).contains(momentum) else { throw bad("--momentum must be in 0..<1, got \(momentum)") }; recipe.momentum = momentum }
+        if let nesterov { recipe.nesterov = nesterov }
+        if let weightDecay { guard weightDecay.isFinite, (0..<1).contains(weightDecay) else { throw bad("--weight-decay must be in 0..<1, got \(weightDecay)") }; recipe.weightDecay = weightDecay }
+        if let labelSmoothing {
+            guard labelSmoothing.isFinite, (0..<1).contains(labelSmoothing) else { throw bad("--label-smoothing must be in 0..<1, got \(labelSmoothing)") }
+            recipe.labelSmoothing = labelSmoothing
+        }
+        if let augment {
+            do { recipe.augmentations = try Augmentation.parseList(augment) } catch let e as DataOptionError { throw bad(e.description) }
+        }
+        if let normalization { recipe.normalization = normalization }
+        if let validation { guard validation >= 0 else { throw bad("--validation must be >= 0, got \(validation)") }; recipe.validationCount = validation }
+    }
+}
+
+/// What a user asks `resnet train` for, from flags and a run file; every field is optional and
+/// ``configuration(data:dataset:dataPath:isSample:threads:log:)`` fills in the defaults.
+public struct RunRequest: Sendable, Equatable {
+    public var model: String?
+    public var shortcut: ShortcutOption?
+    public var dataset: String?
+    public var data: String?
+    public var recipe: String?
+    public var seed: UInt64?
+    public var precision: PrecisionChoice?
+    public var runDirectory: String?
+    public var monitorTest: Bool?
+    public var skipTest: Bool?
+    public var deterministic: Bool?
+    /// A whole schedule (run files only), replacing the recipe's before the overrides apply.
+    public var schedule: LearningRateSchedule?
+    public var overrides = RecipeOverrides()
+
+    public init() {}
+
+    /// `self` (the flags) over `file`: a setting given as a flag wins over the run file's.
+    public func over(_ file: RunRequest) -> RunRequest {
+        var r = self
+        r.model = model ?? file.model
+        r.shortcut = shortcut ?? file.shortcut
+        r.dataset = dataset ?? file.dataset
+        r.data = data ?? file.data
+        r.recipe = recipe ?? file.recipe
+        r.seed = seed ?? file.seed
+        r.precision = precision ?? file.precision
+        r.runDirectory = runDirectory ?? file.runDirectory
+        r.monitorTest = monitorTest ?? file.monitorTest
+        r.skipTest = skipTest ?? file.skipTest
+        r.deterministic = deterministic ?? file.deterministic
+        r.schedule = schedule ?? file.schedule
+        r.overrides = overrides.over(file.overrides)
+        return r
+    }
+
+    /// The settings given that would change a run, as the command line names them: `--resume`
+    /// refuses them, because a resumed run continues exactly as it was configured.
+    public var settingsThatChangeARun: [String] {
+        [("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", dataset != nil), ("--data", data != nil),
+         ("--recipe", recipe != nil), ("--seed", seed != nil), ("--run-dir", runDirectory != nil), ("--precision", precision != nil),
+         ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil), ("schedule", schedule != nil)]
+            .filter(\.1).map(\.0) + overrides.given
+    }
+
+    /// The shortcut option: the one asked for; else, for CIFAR networks, the recipe's (A for
+    /// he2016, as the paper); else B. ImageNet networks keep B unless asked.
+    public static func shortcut(requested: ShortcutOption?, model: String, recipe: Recipe) throws -> ShortcutOption {
+        if let requested { return requested }
+        let cifar = try ModelDefinition(name: model).configuration?.stem == .cifar
+        return (cifar ? recipe.shortcut : nil) ?? .b
+    }
+
+    /// The run configuration this request makes on `data` (loaded from `dataPath` as `dataset`).
+    ///
+    /// - Parameters:
+    ///   - isSample: the data is the CIFAR-10 sample shipped with SwiftResNet, standing in for
+    ///     CIFAR-10: unless the request says otherwise it holds out a tenth for validation and
+    ///     trains 15 epochs (the rate divided by 10 at 10 and 13), as the full recipes are far too
+    ///     long for 5,000 images.
+    ///   - log: receives one line about such adjustments.
+    public func configuration(data: LoadedDataset, dataset: String, dataPath: String?, isSample: Bool, threads: Int,
+                              log: (String) -> Void = { _ in }) throws -> RunConfiguration {
+        let model = self.model ?? "resnet20"
+        var recipe = try Recipe.named(self.recipe ?? "he2016")
+        let shortcut = try Self.shortcut(requested: self.shortcut, model: model, recipe: recipe)
+        if let schedule { recipe.schedule = schedule }
+        try overrides.apply(to: &recipe)
+        guard let train = data.split("train") else { throw TrainingError.invalidOption("\(data.name) has no training split") }
+        if isSample {
+            if overrides.validation == nil { recipe.validationCount = train.count / 10 }
+            if overrides.epochs == nil && overrides.iterations == nil {
+                recipe.duration = .epochs(15)
+                if case .multiStep(let base, _, _, .iteration) = recipe.schedule {
+                    recipe.schedule = .multiStep(base: base, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch)
+                }
+            }
+            let length: String
+            switch recipe.duration {
+            case .epochs(let e): length = "\(e) epochs"
+            case .iterations(let i): length = "\(i) iterations"
+            }
+            log("on the sample: \(recipe.validationCount) validation images, \(length)")
+        }
+        recipe = try recipe.adapted(toDepth: ModelDefinition(name: model).configuration?.depth).validated()
+        let (trainIndices, _) = try trainingSplit(train, validationCount: recipe.validationCount)
+        let normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
+        let precision = (self.precision ?? .auto).resolved
+        return try RunConfiguration(
+            model: model, modelOptions: ModelOptions(shortcut: shortcut),
+            imageShape: [train.channels, train.height, train.width], classNames: data.classNames,
+            dataset: dataset, dataPath: dataPath.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
+            recipe: recipe, seed: seed ?? 0, normalization: normalization, trainingCount: trainIndices.count,
+            validationCount: recipe.validationCount, threads: threads, deterministic: deterministic ?? false,
+            precision: precision, monitorsTest: monitorTest == true ? true : nil, skipsTest: skipTest == true ? true : nil).validated()
+    }
+
+    /// The run directory: the one asked for, else `runs/MODEL-DATASET-RECIPE-TIME`.
+    public func directory(for configuration: RunConfiguration, now: Date = Date()) -> URL {
+        if let runDirectory { return URL(fileURLWithPath: runDirectory) }
+        let stamp = ISO8601DateFormatter().string(from: now).replacingOccurrences(of: ":", with: "")
+        return URL(fileURLWithPath: "runs/\(configuration.model)-\(configuration.dataset)-\(configuration.recipe.name)-\(stamp)")
+    }
+
+    // MARK: - Run files
+
+    /// The keys a run file may hold: `resnet train`'s options in snake_case.
+    public static let runFileKeys = [
+        "model", "shortcut", "dataset", "data", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
+        "deterministic", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
+        "label_smoothing", "augment", "normalization", "validation",
+    ]
+    /// A run file is a page of options: larger files, or more nesting, are refused before parsing.
+    public static let maximumRunFileBytes = 65_536
+    static let maximumRunFileNodes = 10_000
+
+    /// Reads a run file (`.yaml`/`.yml` or `.json`); unknown keys are errors, not ignored.
+    ///
+    /// YAML anchors and aliases are allowed but bounded: a file whose expansion exceeds
+    /// 10,000 nodes (a "billion laughs" file) is refused before it is decoded.
+    public static func load(runFile path: String) throws -> RunRequest {
+        func bad(_ why: String) -> TrainingError { .invalidOption("\(path): \(why)") }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw bad("cannot read the run file (\(String(cString: strerror(errno))))") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw bad("not a regular file") }
+        guard info.st_size <= maximumRunFileBytes else { throw bad("\(info.st_size) bytes; a run file has at most \(maximumRunFileBytes)") }
+        guard let bytes = FileManager.default.contents(atPath: path), bytes.count <= maximumRunFileBytes else {
+            throw bad("cannot read the run file")
+        }
+        guard bytes.filter({ $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") }).count <= 1_000 else {
+            throw bad("more than 1,000 nested brackets: not a run file")
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let yaml = path.hasSuffix(".yaml") || path.hasSuffix(".yml")
+        let file: RunFile
+        do {
+            let keys: [String]
+            if yaml {
+                guard let node = try Yams.compose(yaml: text) else { throw bad("empty run file") }
+                var budget = maximumRunFileNodes
+                guard countNodes(node, budget: &budget) else {
+                    throw bad("the YAML expands to more than \(maximumRunFileNodes) values (aliases of aliases?): not a run file")
+                }
+                guard let mapping = node.mapping else { throw bad("expected a mapping of options") }
+                keys = mapping.keys.compactMap(\.string)
+                file = try YAMLDecoder().decode(RunFile.self, from: node)
+            } else {
+                guard let object = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else { throw bad("expected a JSON object of options") }
+                keys = Array(object.keys)
+                file = try JSONDecoder().decode(RunFile.self, from: bytes)
+            }
+            let known = Set(runFileKeys)
+            if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
+                throw bad("unknown option '\(unknown)'; known: \(runFileKeys.sorted().joined(separator: ", "))")
+            }
+        } catch let error as TrainingError {
+            throw error
+        } catch let error as DecodingError {
+            throw bad(error.summary)
+        } catch {
+            throw bad("not valid \(yaml ? "YAML" : "JSON") (\(String(describing: error).split(separator: "\n").first ?? ""))")
+        }
+        return try file.request(path: path)
+    }
+
+    /// Counts `node`'s values (aliases expanded) against `budget`; false when it runs out.
+    private static func countNodes(_ node: Node, budget: inout Int) -> Bool {
+        budget -= 1
+        guard budget >= 0 else { return false }
+        switch node {
+        case .scalar, .alias: return true
+        case .sequence(let sequence): return sequence.allSatisfy { countNodes($0, budget: &budget) }
+        case .mapping(let mapping): return mapping.allSatisfy { countNodes($0.key, budget: &budget) && countNodes($0.value, budget: &budget) }
+        }
+    }
+}
+
+/// The keys of a run file, as decoded.
+private struct RunFile: Decodable {
+    var model: String?
+    var shortcut: String?
+    var dataset: String?
+    var data: String?
+    var recipe: String?
+    var seed: UInt64?
+    var precision: String?
+    var runDir: String?
+    var monitorTest: Bool?
+    var skipTest: Bool?
+    var deterministic: Bool?
+    var schedule: LearningRateSchedule?
+    var epochs: Int?
+    var iterations: Int?
+    var batchSize: Int?
+    var lr: Float?
+    var optimizer: String?
+    var momentum: Float?
+    var nesterov: Bool?
+    var weightDecay: Float?
+    var labelSmoothing: Float?
+    var augment: String?
+    var normalization: String?
+    var validation: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case model, shortcut, dataset, data, recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
+        case skipTest = "skip_test", deterministic, epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
+        case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, validation
+    }
+
+    func request(path: String) throws -> RunRequest {
+        func bad(_ why: String) -> TrainingError { .invalidOption("\(path): \(why)") }
+        var r = RunRequest()
+        r.model = model
+        if let shortcut {
+            guard let option = ShortcutOption(rawValue: shortcut.uppercased()) else { throw bad("shortcut must be A, B or C, got '\(shortcut)'") }
+            r.shortcut = option
+        }
+        r.dataset = dataset
+        r.data = data
+        r.recipe = recipe
+        r.seed = seed
+        if let precision {
+            guard let choice = PrecisionChoice(rawValue: precision) else { throw bad("precision must be auto, fp32 or bf16, got '\(precision)'") }
+            r.precision = choice
+        }
+        r.runDirectory = runDir
+        r.monitorTest = monitorTest
+        r.skipTest = skipTest
+        r.deterministic = deterministic
+        if let schedule {
+            do { r.schedule = try schedule.validated() } catch let error as TrainingError { throw bad(error.description) }
+        }
+        var o = RecipeOverrides()
+        o.epochs = epochs
+        o.iterations = iterations
+        o.batchSize = batchSize
+        o.lr = lr
+        if let optimizer {
+            guard let kind = Recipe.OptimizerKind(rawValue: optimizer) else { throw bad("optimizer must be sgd, adam or adamw, got '\(optimizer)'") }
+            o.optimizer = kind
+        }
+        o.momentum = momentum
+        o.nesterov = nesterov
+        o.weightDecay = weightDecay
+        o.labelSmoothing = labelSmoothing
+        o.augment = augment
+        if let normalization {
+            guard let kind = Normalization.Kind(rawValue: normalization) else { throw bad("normalization must be none, channel, pixel or zca, got '\(normalization)'") }
+            o.normalization = kind
+        }
+        o.validation = validation
+        r.overrides = o
+        return r
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import ResNetData
+import ResNetModels
+import ResNetTensors
+import ResNetTraining
+import Testing
+
+/// A small labelled data set: `count` random 8x8 RGB images over three classes.
+private func tinyDataset(count: Int = 300) -> LoadedDataset {
+    var state: UInt64 = 1
+    let pixels = (0..<(count * 3 * 8 * 8)).map { _ -> UInt8 in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return UInt8(truncatingIfNeeded: state >> 56)
+    }
+    let train = ImageDataset(images: pixels, labels: (0..<count).map { Int32($0 % 3) }, channels: 3, height: 8, width: 8,
+                             classNames: ["a", "b", "c"])
+    return LoadedDataset(name: "folder", classNames: ["a", "b", "c"], splits: [("train", train), ("test", train.prefix(30))])
+}
+
+private func scratchFile(_ name: String, _ text: String) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("run-request-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let path = dir.appendingPathComponent(name).path
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+private func message(_ body: () throws -> Any) -> String { do { _ = try body(); return "" } catch { return "\(error)" } }
+
+@Suite("Run requests: flags, run files, defaults")
+struct RunRequestTests {
+    @Test func flagsWinOverTheRunFileWhichWinsOverTheRecipe() throws {
+        let path = try scratchFile("run.yaml", "model: resnet8\nbatch_size: 16\nlr: 0.05\nepochs: 3\nvalidation: 30\nseed: 4\nprecision: fp32\n")
+        let file = try RunRequest.load(runFile: path)
+        #expect(file.model == "resnet8" && file.overrides.batchSize == 16 && file.seed == 4 && file.precision == .fp32)
+        var flags = RunRequest()
+        flags.overrides.batchSize = 32
+        flags.seed = 9
+        let asked = flags.over(file)
+        #expect(asked.overrides.batchSize == 32 && asked.seed == 9, "flags win")
+        #expect(asked.overrides.lr == 0.05 && asked.model == "resnet8", "the file fills the rest")
+        let configuration = try asked.configuration(data: tinyDataset(), dataset: "folder", dataPath: "/data", isSample: false, threads: 1)
+        #expect(configuration.recipe.batchSize == 32 && configuration.seed == 9)
+        #expect(configuration.recipe.duration == .epochs(3) && configuration.recipe.validationCount == 30)
+        #expect(abs(configuration.recipe.schedule.peak - 0.05) < 1e-7 && configuration.recipe.name == "he2016")
+        #expect(configuration.trainingCount == 270 && configuration.imageShape == [3, 8, 8] && configuration.dataPath == "/data")
+        #expect(asked.directory(for: configuration).path.hasPrefix(FileManager.default.currentDirectoryPath + "/runs/resnet8-folder-he2016-"))
+    }
+
+    @Test func theShortcutIsTheRecipesForCIFARNetworksAndBForImageNetOnes() throws {
+        #expect(try RunRequest.shortcut(requested: nil, model: "resnet20", recipe: .he2016) == .a)
+        #expect(try RunRequest.shortcut(requested: nil, model: "resnet20", recipe: .fast) == .b)
+        #expect(try RunRequest.shortcut(requested: nil, model: "resnet18", recipe: .he2016) == .b)
+        #expect(try RunRequest.shortcut(requested: .c, model: "resnet20", recipe: .he2016) == .c)
+    }
+
+    @Test func theShippedSampleGetsAShortRunUnlessTheUserChoseOne() throws {
+        var lines: [String] = []
+        let sample = try RunRequest().configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: true, threads: 1,
+                                                    log: { lines.append($0) })
+        #expect(sample.recipe.validationCount == 30 && sample.recipe.duration == .epochs(15))
+        #expect(sample.recipe.schedule == .multiStep(base: 0.1, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch))
+        #expect(lines == ["on the sample: 30 validation images, 15 epochs"])
+        var chosen = RunRequest()
+        chosen.overrides.iterations = 7
+        chosen.overrides.validation = 10
+        let mine = try chosen.configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: true, threads: 1)
+        #expect(mine.recipe.duration == .iterations(7) && mine.recipe.validationCount == 10)
+    }
+
+    @Test func resumeRefusesEverySettingThatWouldChangeTheRun() {
+        var r = RunRequest()
+        #expect(r.settingsThatChangeARun.isEmpty)
+        r.skipTest = true
+        #expect(r.settingsThatChangeARun.isEmpty, "--skip-test changes no weight")
+        r.model = "resnet56"
+        r.overrides.lr = 0.2
+        r.precision = .bf16
+        #expect(r.settingsThatChangeARun == ["--model", "--precision", "--lr"])
+    }
+
+    @Test func badRunFilesEndInOneLine() throws {
+        #expect(message { try RunRequest.load(runFile: try scratchFile("a.yaml", "modle: resnet8\n")) }.contains("unknown option 'modle'"))
+        #expect(message { try RunRequest.load(runFile: try scratchFile("a.json", "{\"batch_size\": \"big\"}")) }.contains("'batch_size'"))
+        #expect(message { try RunRequest.load(runFile: try scratchFile("a.json", "[1, 2]")) }.contains("expected a JSON object"))
+        #expect(message { try RunRequest.load(runFile: try scratchFile("a.yaml", "precision: fp16\n")) }.contains("precision must be auto, fp32 or bf16"))
+        #expect(message { try RunRequest.load(runFile: "/nonexistent/run.yaml") }.contains("cannot read the run file"))
+        #expect(message { try RunRequest.load(runFile: "/dev/zero") }.contains("not a regular file"))
+        let negative = "{\"schedule\": {\"multiStep\": {\"base\": 0.1, \"milestones\": [10, 20], \"multipliers\": [0.1, -0.5], \"unit\": \"iteration\"}}}"
+        #expect(message { try RunRequest.load(runFile: try scratchFile("a.json", negative)) }.contains("-0.05 is not a finite rate"))
+        // A billion laughs: nine levels of nine aliases is refused before it is expanded.
+        var bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+        for (previous, name) in zip(names, names.dropFirst()) {
+            bomb += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 9).joined(separator: ", ") + "]\n"
+        }
+        let start = Date()
+        #expect(message { try RunRequest.load(runFile: try scratchFile("bomb.yaml", bomb)) }.contains("expands to more than 10000 values"))
+        #expect(-start.timeIntervalSinceNow < 5)
+        #expect(message { try RunRequest.load(runFile: try scratchFile("deep.json", String(repeating: "[", count: 5_000))) }
+            .contains("nested brackets"))
+        var lr = RecipeOverrides()
+        lr.lr = .nan
+        var recipe = Recipe.he2016
+        #expect(message { try lr.apply(to: &recipe) }.contains("--lr must be a positive number"))
+    }
+}
