@@ -22,13 +22,14 @@ public enum Augmentation: Codable, Sendable, Equatable {
     case padCrop(padding: Int, fill: FillMode)
     /// Translate by up to the given fractions of width and height (Keras `width_shift_range`).
     case shift(width: Float, height: Float, fill: FillMode)
-    /// Rotate by up to +-`degrees` about the centre.
+    /// Rotate by up to +-`degrees` (at most 360) about the centre.
     case rotation(degrees: Float, fill: FillMode)
-    /// Shear along x by an angle of up to +-`degrees` (Keras `shear_range`).
+    /// Shear along x by an angle of up to +-`degrees`, below 90 (Keras `shear_range`).
     case shear(degrees: Float, fill: FillMode)
     /// Scale by a factor in `1-range ... 1+range` per axis (Keras `zoom_range`).
     case zoom(range: Float, fill: FillMode)
-    /// Zero a random `size` x `size` square (DeVries & Taylor 2017), clipped at the borders.
+    /// Zero a random `size` x `size` square (DeVries & Taylor 2017), clipped at the borders;
+    /// `size` is at most ``DataLimits/maximumImageSide``.
     case cutout(size: Int)
 
     /// The list syntax of one item: `flip`, `crop:4[:reflect]`, `shift:0.1[:0.1][:nearest]`,
@@ -79,15 +80,24 @@ public enum Augmentation: Codable, Sendable, Equatable {
             let h = try number(1, default: w)
             guard w < 1, h < 1 else { throw bad("shift fractions must be below 1") }
             return .shift(width: w, height: h, fill: fill)
-        case "rotate", "rotation": return .rotation(degrees: try number(0), fill: fill)
-        case "shear": return .shear(degrees: try number(0), fill: fill)
+        case "rotate", "rotation":
+            let d = try number(0)
+            guard d <= 360 else { throw bad("rotation must be at most 360 degrees") }
+            return .rotation(degrees: d, fill: fill)
+        case "shear":
+            let d = try number(0)
+            // tan(90 degrees) is infinite: the sheared image would be a line.
+            guard d < 90 else { throw bad("shear must be below 90 degrees") }
+            return .shear(degrees: d, fill: fill)
         case "zoom":
             let r = try number(0)
             guard r < 1 else { throw bad("zoom range must be below 1") }
             return .zoom(range: r, fill: fill)
         case "cutout":
             let s = try number(0, default: 8)
-            guard s == s.rounded(), s >= 1 else { throw bad("cutout size must be a whole number of pixels") }
+            guard s == s.rounded(), s >= 1, s <= Float(DataLimits.maximumImageSide) else {
+                throw bad("cutout size must be a whole number of pixels from 1 to \(DataLimits.maximumImageSide)")
+            }
             return .cutout(size: Int(s))
         default:
             throw bad("unknown; known: flip, crop, shift, rotate, shear, zoom, cutout")
@@ -162,6 +172,8 @@ public struct Augmenter: Sendable {
             case .horizontalFlip:
                 flip = random.next() & 1 == 1
             case .padCrop(let p, let f):
+                // A run file's JSON reaches here without `parse`: keep `p` where 2p + 1 cannot overflow.
+                let p = min(max(p, 0), DataLimits.maximumImageSide)
                 tx += Float(Int(random.next() % UInt64(2 * p + 1)) - p)
                 ty += Float(Int(random.next() % UInt64(2 * p + 1)) - p)
                 fill = f
@@ -185,7 +197,7 @@ public struct Augmenter: Sendable {
                 fill = f
                 integral = false
             case .cutout(let size):
-                cutout = size
+                cutout = min(max(size, 0), DataLimits.maximumImageSide)
             }
         }
         if integral {
@@ -248,6 +260,10 @@ public struct Augmenter: Sendable {
         }
     }
 
+    /// A coordinate beyond any image (whose sides are at most ``DataLimits/maximumImageSide``)
+    /// that still converts to `Int`.
+    private static let farOutside: Float = 16_777_216  // 2^24
+
     private func sampleAffine(_ source: UnsafePointer<UInt8>, _ destination: UnsafeMutablePointer<UInt8>,
                               flip: Bool, tx: Float, ty: Float, angle: Float, shear: Float, zx: Float, zy: Float,
                               fill: FillMode) {
@@ -263,8 +279,12 @@ public struct Augmenter: Sendable {
                 u -= tanS * v
                 let ru = cosA * u + sinA * v, rv = -sinA * u + cosA * v
                 var sx = ru + cx
-                let sy = rv + cy
+                var sy = rv + cy
                 if flip { sx = Float(width - 1) - sx }
+                // Chained zooms can shrink the scale to zero (an infinite or NaN coordinate), and
+                // converting a Float beyond Int's range stops the program: clamp far outside first.
+                sx = sx.isNaN ? -Self.farOutside : min(max(sx, -Self.farOutside), Self.farOutside)
+                sy = sy.isNaN ? -Self.farOutside : min(max(sy, -Self.farOutside), Self.farOutside)
                 let x0 = Int(sx.rounded(.down)), y0 = Int(sy.rounded(.down))
                 let fx = sx - Float(x0), fy = sy - Float(y0)
                 let xa = Self.resolve(x0, width, fill), xb = Self.resolve(x0 + 1, width, fill)

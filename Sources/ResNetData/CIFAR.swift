@@ -81,7 +81,8 @@ public enum CIFAR {
             case .binary:
                 // Reserve once (the batches are large) and read every file into one reused buffer:
                 // at 180 MB, fresh pages cost more than the copying.
-                let count = files.reduce(0) { $0 + source.size($1) / variant.recordSize }
+                // A size above the limit is refused when the file is read; it must not reserve first.
+                let count = files.reduce(0) { $0 + min(source.size($1), DataLimits.batchFileBytes) / variant.recordSize }
                 images.reserveCapacity(count * imageBytes)
                 labelValues.reserveCapacity(count)
                 var scratch: [UInt8] = []
@@ -139,50 +140,32 @@ public enum CIFAR {
         }
 
         /// A file's contents; a folder's file is read into `scratch`, which the next call reuses.
+        /// Every file, compressed or not, is bounded by ``DataLimits/batchFileBytes``.
         func bytes(_ name: String, reusing scratch: inout [UInt8]) throws -> ArraySlice<UInt8> {
             guard case .folder = self else { return try bytes(name) }
-            let count = try readFile(path(name), into: &scratch)
+            let count = try readFileBytes(path: path(name), into: &scratch, limit: DataLimits.batchFileBytes, format: format)
             let contents = scratch[..<count]
-            return GzipReader.isGzip(Array(contents.prefix(2))) ? try GzipReader.decompress(Array(contents), path: path(name))[...] : contents
+            guard GzipReader.isGzip(Array(contents.prefix(2))) else { return contents }
+            return try GzipReader.decompress(Array(contents), path: path(name), maximumSize: DataLimits.batchFileBytes)[...]
         }
 
         func bytes(_ name: String) throws -> ArraySlice<UInt8> {
             switch self {
-            case .folder: return try readFileDecompressingIfGzip(path: path(name))[...]
+            case .folder:
+                return try readFileDecompressingIfGzip(path: path(name), limit: DataLimits.batchFileBytes, format: format)[...]
             case .archive(let archive, let root):
                 guard let entry = archive.entry(named: root + name), entry.kind == .file else {
                     throw DataError.fileNotFound(path: path(name))
                 }
+                guard entry.range.count <= DataLimits.batchFileBytes else {
+                    throw DataError.tooLarge(path: path(name), what: "the member's size, \(DataLimits.describe(bytes: entry.range.count)),",
+                                             limit: DataLimits.batchFileBytes, hint: "is it really \(format)?")
+                }
                 return archive.contents(of: entry)
             }
         }
-    }
 
-    /// Reads the file at `path` into the start of `buffer`, growing it (without zeroing) when
-    /// needed; returns the file's size.
-    static func readFile(_ path: String, into buffer: inout [UInt8]) throws -> Int {
-        let fd = try openForReading(path)
-        defer { close(fd) }
-        var info = stat()
-        let size = fstat(fd, &info) == 0 ? max(Int(info.st_size), 0) : 0
-        var filled = 0
-        while true {
-            if filled == buffer.count {  // one spare byte, so that end of file is seen without growing
-                let grown = max(size + 1, buffer.count * 2, 1 << 16)
-                let old = buffer
-                buffer = [UInt8](unsafeUninitializedCapacity: grown) { storage, count in
-                    if filled > 0 { old.withUnsafeBufferPointer { storage.baseAddress!.initialize(from: $0.baseAddress!, count: filled) } }
-                    count = grown
-                }
-            }
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw DataError.readFailed(path: path, reason: String(cString: strerror(errno)))
-            }
-            if count == 0 { return filled }
-            filled += count
-        }
+        private var format: String { "a CIFAR batch or meta file" }
     }
 
     /// The file whose presence identifies a layout.
@@ -292,7 +275,7 @@ public enum CIFAR {
             throw DataError.unsupported(path: path, reason: "not a CIFAR batch: no numpy array under 'data'")
         }
         guard data.kind == .unsigned, data.itemSize == 1, data.shape.count >= 1,
-              data.shape.dropFirst().reduce(1, *) == imageBytes, [[3072], [3, 32, 32]].contains(Array(data.shape.dropFirst())) else {
+              [[3072], [3, 32, 32]].contains(Array(data.shape.dropFirst())) else {
             throw DataError.unexpectedShape(path: path, dimensions: data.shape, expected: "uint8 [count, 3072] (got \(data.dtype))")
         }
         let values: [Int]

@@ -46,6 +46,14 @@ public enum DataError: Error, CustomStringConvertible, Sendable, Equatable {
     case noClasses(path: String)
     /// An image folder's layout is inconsistent (e.g. a test class without training images).
     case invalidLayout(path: String, reason: String)
+    /// The path names something other than a regular file (a folder, a device such as
+    /// `/dev/zero`, a FIFO, a socket), which the reader refuses before reading: such a file has
+    /// no size to check and may never end.
+    case notARegularFile(path: String, kind: String)
+    /// Reading the file would take more memory than its format or ``DataLimits`` allows:
+    /// `what` says what is too large (the file, its decompressed data, the decoded data set),
+    /// `limit` is the bound in bytes, and `hint` says what to do.
+    case tooLarge(path: String, what: String, limit: Int, hint: String)
 
     /// The file the error concerns (the image file for `countMismatch`).
     public var path: String {
@@ -56,7 +64,8 @@ public enum DataError: Error, CustomStringConvertible, Sendable, Equatable {
              .labelOutOfRange(let path, _, _, _), .malformed(let path, _, _), .truncatedRecord(let path, _, _, _),
              .downloadFailed(_, let path, _), .checksumMismatch(let path, _, _),
              .notAnImage(let path, _), .corruptImage(let path, _), .writeFailed(let path, _),
-             .emptyClassFolder(let path), .noClasses(let path), .invalidLayout(let path, _):
+             .emptyClassFolder(let path), .noClasses(let path), .invalidLayout(let path, _),
+             .notARegularFile(let path, _), .tooLarge(let path, _, _, _):
             return path
         case .datasetNotFound(let name, let searched, _):
             return searched.first ?? name
@@ -111,6 +120,10 @@ public enum DataError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(path): no class folders found; expected <root>/<class>/*.jpg|.jpeg|.png or <root>/train/<class>/..."
         case .invalidLayout(let path, let reason):
             return "\(path): invalid image-folder layout: \(reason)"
+        case .notARegularFile(let path, let kind):
+            return "\(path): not a regular file but \(kind); give a file"
+        case .tooLarge(let path, let what, let limit, let hint):
+            return "\(path): \(what) exceeds the limit of \(DataLimits.describe(bytes: limit)); \(hint)"
         }
     }
 }

@@ -84,7 +84,21 @@ public struct Downloader: Sendable {
     /// Receives progress messages (one line each).
     public var log: @Sendable (String) -> Void
 
-    /// Creates a downloader.
+    /// The longest ``timeout`` accepted: an hour without a byte is a dead connection.
+    public static let maximumTimeout: Double = 3_600
+
+    /// Checks a timeout in seconds: finite, positive and at most ``maximumTimeout``. (Foundation
+    /// stops the program on a NaN or infinite timeout, so it must never get one.)
+    ///
+    /// - Throws: ``DataOptionError`` saying what is wrong.
+    public static func checkTimeout(_ seconds: Double) throws {
+        guard seconds.isFinite, seconds > 0, seconds <= maximumTimeout else {
+            throw DataOptionError("timeout must be a number of seconds above 0 and at most \(Int(maximumTimeout)), got \(seconds)")
+        }
+    }
+
+    /// Creates a downloader; ``download(_:to:)`` and ``fetch(_:to:)`` check `timeout`
+    /// (``checkTimeout(_:)``) before they connect.
     public init(timeout: Double = 30, keepArchives: Bool = false, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.timeout = timeout
         self.keepArchives = keepArchives
@@ -97,8 +111,9 @@ public struct Downloader: Sendable {
     ///
     /// - Throws: ``DataError/downloadFailed(url:destination:reason:)`` (naming the URL and
     ///   where to put the file by hand), ``DataError/checksumMismatch(path:expected:actual:)``,
-    ///   or the ``DataError`` of a damaged archive.
+    ///   or the ``DataError`` of a damaged archive; ``DataOptionError`` for a bad ``timeout``.
     public func download(_ dataset: DatasetDownload, to directory: String) throws {
+        try Self.checkTimeout(timeout)
         for file in dataset.files {
             let path = directory + "/" + file.name
             if let folder = file.unpacksTo, fileExists(directory + "/" + folder) {
@@ -129,6 +144,7 @@ public struct Downloader: Sendable {
     /// - Throws: as ``download(_:to:)``.
     @discardableResult
     public func fetch(_ file: RemoteFile, to directory: String) throws -> String {
+        try Self.checkTimeout(timeout)
         let path = directory + "/" + file.name
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -142,6 +158,10 @@ public struct Downloader: Sendable {
             return path
         }
         let part = path + ".part"
+        // Appending to a FIFO or a device would block or never end.
+        if fileExists(part) && !isRegularFile(part) {
+            _ = try openRegularFile(part)  // throws notARegularFile
+        }
         var failures: [(url: String, reason: String)] = []
         for url in file.urls {
             do {

@@ -23,8 +23,9 @@ public enum FashionMNIST {
     /// Loads one split from `directory`, reading `<prefix>-images-idx3-ubyte` and
     /// `<prefix>-labels-idx1-ubyte`, each either gzip-compressed (`.gz`) or not.
     ///
-    /// - Throws: a ``DataError`` if a file is missing or malformed, the images are not 3-D,
-    ///   the counts differ, or a label is not below 10.
+    /// - Throws: a ``DataError`` if a file is missing, not a regular file, too large
+    ///   (``DataLimits/idxFileBytes``) or malformed, the images are not 3-D with sides in
+    ///   1...``DataLimits/maximumImageSide``, the counts differ, or a label is not below 10.
     public static func load(directory: String = defaultDirectory, split: Split) throws -> ImageDataset {
         let imagesPath = try locate(directory: directory, name: "\(split.filePrefix)-images-idx3-ubyte")
         let labelsPath = try locate(directory: directory, name: "\(split.filePrefix)-labels-idx1-ubyte")
@@ -32,6 +33,12 @@ public enum FashionMNIST {
         let images = try IDXArray.read(path: imagesPath)
         guard images.dimensions.count == 3 else {
             throw DataError.unexpectedShape(path: imagesPath, dimensions: images.dimensions, expected: "3-D [count, height, width]")
+        }
+        // An empty file may declare any height and width; they must still be sizes a batch can hold.
+        let sides = 1...DataLimits.maximumImageSide
+        guard sides.contains(images.dimensions[1]), sides.contains(images.dimensions[2]) else {
+            throw DataError.unexpectedShape(path: imagesPath, dimensions: images.dimensions,
+                                            expected: "[count, height, width] with height and width in 1...\(DataLimits.maximumImageSide)")
         }
         let labels = try IDXArray.read(path: labelsPath)
         guard labels.dimensions.count == 1 else {

@@ -11,11 +11,18 @@ import Darwin
 /// Reads the file at `path`; if it starts with the gzip magic `1f 8b` it is inflated,
 /// otherwise its bytes are returned unchanged.
 ///
-/// - Throws: ``DataError/fileNotFound(path:)``, ``DataError/readFailed(path:reason:)`` or
+/// The file must be a regular file of at most `limit` bytes, and its decompressed data may not
+/// exceed `limit` bytes either (`limit` is capped at ``DataLimits/memoryBudget``): a device, a
+/// FIFO or a gzip bomb is refused instead of filling memory.
+///
+/// - Parameter format: what the file should be, for the error when it is too large.
+/// - Throws: ``DataError/fileNotFound(path:)``, ``DataError/notARegularFile(path:kind:)``,
+///   ``DataError/tooLarge(path:what:limit:hint:)``, ``DataError/readFailed(path:reason:)`` or
 ///   ``DataError/corruptGzip(path:reason:)``.
-public func readFileDecompressingIfGzip(path: String) throws -> [UInt8] {
-    let bytes = try readFileBytes(path: path)
-    return GzipReader.isGzip(bytes) ? try GzipReader.decompress(bytes, path: path) : bytes
+public func readFileDecompressingIfGzip(path: String, limit: Int = DataLimits.archiveBytes,
+                                        format: String = "a data file") throws -> [UInt8] {
+    let bytes = try readFileBytes(path: path, limit: limit, format: format)
+    return GzipReader.isGzip(bytes) ? try GzipReader.decompress(bytes, path: path, maximumSize: limit) : bytes
 }
 
 /// Inflates gzip data with zlib.
@@ -30,9 +37,20 @@ public enum GzipReader {
     /// Trailing zero padding after the last member is ignored; any other trailing data,
     /// a damaged stream, a bad CRC or a cut-short stream throws
     /// ``DataError/corruptGzip(path:reason:)`` naming `path`.
-    public static func decompress(_ compressed: [UInt8], path: String) throws -> [UInt8] {
+    ///
+    /// Deflate can expand 1,032-fold, and members can be concatenated without end, so the
+    /// output is bounded: more than `maximumSize` bytes (capped at ``DataLimits/memoryBudget``)
+    /// throws ``DataError/tooLarge(path:what:limit:hint:)`` once that many have been produced,
+    /// without allocating more.
+    public static func decompress(_ compressed: [UInt8], path: String,
+                                  maximumSize: Int = DataLimits.archiveBytes) throws -> [UInt8] {
         guard !compressed.isEmpty else {
             throw DataError.corruptGzip(path: path, reason: "no data")
+        }
+        let maximumSize = max(0, min(maximumSize, DataLimits.memoryBudget))
+        func tooLarge() -> DataError {
+            .tooLarge(path: path, what: "the decompressed data", limit: maximumSize,
+                      hint: "the file decompresses to more than its format ever needs (damaged, or a decompression bomb)")
         }
         let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
         stream.initialize(to: z_stream())
@@ -44,7 +62,12 @@ public enum GzipReader {
         }
         defer { inflateEnd(stream) }
 
-        var output = [UInt8](repeating: 0, count: initialCapacity(for: compressed))
+        // The output grows with realloc, which moves large blocks by remapping their pages
+        // (glibc's mremap) instead of zero-filling and copying them: rejecting a 1 GiB bomb
+        // costs the inflating, not three passes over memory.
+        var capacity = max(1, min(initialCapacity(for: compressed), maximumSize + 1))
+        guard var output = malloc(capacity)?.assumingMemoryBound(to: UInt8.self) else { throw tooLarge() }
+        defer { free(output) }
         var produced = 0
         var fed = 0          // input bytes handed to zlib so far
         var memberStart = 0  // input offset of the current gzip member
@@ -52,8 +75,12 @@ public enum GzipReader {
         try compressed.withUnsafeBufferPointer { input in
             let inputBase = UnsafeMutablePointer(mutating: input.baseAddress!)
             while true {
-                if produced == output.count {
-                    output.append(contentsOf: repeatElement(0, count: max(output.count, 1 << 16)))
+                if produced == capacity {
+                    // One byte beyond the limit tells "exactly the limit" from "more".
+                    guard capacity <= maximumSize else { throw tooLarge() }
+                    let grown = min(max(capacity * 2, 1 << 16), maximumSize + 1)
+                    guard let bigger = realloc(output, grown)?.assumingMemoryBound(to: UInt8.self) else { throw tooLarge() }
+                    (output, capacity) = (bigger, grown)
                 }
                 if stream.pointee.avail_in == 0 && fed < input.count {
                     let chunk = min(input.count - fed, Int(UInt32.max))
@@ -61,15 +88,13 @@ public enum GzipReader {
                     stream.pointee.avail_in = UInt32(chunk)
                     fed += chunk
                 }
-                let room = min(output.count - produced, Int(UInt32.max))
-                let status = output.withUnsafeMutableBufferPointer { out -> Int32 in
-                    stream.pointee.next_out = out.baseAddress! + produced
-                    stream.pointee.avail_out = UInt32(room)
-                    let status = CZlib.inflate(stream, Z_NO_FLUSH)
-                    produced += room - Int(stream.pointee.avail_out)
-                    return status
-                }
+                let room = min(capacity - produced, Int(UInt32.max))
+                stream.pointee.next_out = output + produced
+                stream.pointee.avail_out = UInt32(room)
+                let status = CZlib.inflate(stream, Z_NO_FLUSH)
+                produced += room - Int(stream.pointee.avail_out)
                 let position = fed - Int(stream.pointee.avail_in)
+                if produced > maximumSize { throw tooLarge() }
                 switch status {
                 case Z_OK:
                     continue
@@ -100,8 +125,7 @@ public enum GzipReader {
                 }
             }
         }
-        output.removeSubrange(produced...)
-        return output
+        return [UInt8](UnsafeBufferPointer(start: output, count: produced))
     }
 
     /// A starting output size: the ISIZE trailer (uncompressed size mod 2^32) when plausible.
@@ -118,46 +142,3 @@ public enum GzipReader {
     }
 }
 
-/// Opens `path` for reading, with the data errors for a missing or unreadable file.
-func openForReading(_ path: String) throws -> Int32 {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-        let code = errno
-        if code == ENOENT || code == ENOTDIR { throw DataError.fileNotFound(path: path) }
-        throw DataError.readFailed(path: path, reason: String(cString: strerror(code)))
-    }
-    return fd
-}
-
-/// Reads a whole file into memory.
-func readFileBytes(path: String) throws -> [UInt8] {
-    let fd = try openForReading(path)
-    defer { close(fd) }
-    var info = stat()
-    let sizeHint = fstat(fd, &info) == 0 ? max(Int(info.st_size), 0) : 0
-    // One extra byte so that a regular file is read in one call and EOF is seen without growing.
-    var buffer = [UInt8](repeating: 0, count: sizeHint + 1)
-    var filled = 0
-    while true {
-        if filled == buffer.count {
-            buffer.append(contentsOf: repeatElement(0, count: max(buffer.count, 1 << 16)))
-        }
-        let count = buffer.withUnsafeMutableBytes { raw in
-            read(fd, raw.baseAddress! + filled, raw.count - filled)
-        }
-        if count < 0 {
-            let code = errno
-            if code == EINTR { continue }
-            throw DataError.readFailed(path: path, reason: String(cString: strerror(code)))
-        }
-        if count == 0 { break }
-        filled += count
-    }
-    buffer.removeSubrange(filled...)
-    return buffer
-}
-
-/// Whether something exists at `path`.
-func fileExists(_ path: String) -> Bool {
-    access(path, F_OK) == 0
-}

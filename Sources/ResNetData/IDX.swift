@@ -15,10 +15,14 @@ public struct IDXArray: Sendable, Equatable {
 
     /// Reads an IDX file of unsigned bytes, raw or gzip-compressed.
     ///
-    /// - Throws: a ``DataError`` naming `path` if the file is missing, unreadable, corrupt,
-    ///   of an unsupported type or rank, or if its size does not match its header exactly.
-    public static func read(path: String) throws -> IDXArray {
-        try parse(readFileDecompressingIfGzip(path: path), path: path)
+    /// The file must be a regular file of at most `limit` bytes (default
+    /// ``DataLimits/idxFileBytes``), compressed and decompressed.
+    ///
+    /// - Throws: a ``DataError`` naming `path` if the file is missing, not a regular file, too
+    ///   large, unreadable, corrupt, of an unsupported type or rank, or if its size does not
+    ///   match its header exactly.
+    public static func read(path: String, limit: Int = DataLimits.idxFileBytes) throws -> IDXArray {
+        try parse(readFileDecompressingIfGzip(path: path, limit: limit, format: "an IDX file"), path: path)
     }
 
     /// Parses the (already decompressed) contents of an IDX file; `path` is used in errors.
@@ -45,13 +49,10 @@ public struct IDXArray: Sendable, Equatable {
             throw DataError.truncated(path: path, expected: headerSize, actual: data.count)
         }
         let dimensions = (0..<rank).map { Int(readBigEndianUInt32(data, at: 4 + 4 * $0)) }
-        var elementCount = 1
-        for size in dimensions {
-            let (product, overflow) = elementCount.multipliedReportingOverflow(by: size)
-            guard !overflow else {
-                throw DataError.unsupported(path: path, reason: "declared dimensions \(dimensions) overflow the addressable size")
-            }
-            elementCount = product
+        // Zero-safe: [0, 2^32-1, 2^32-1] is refused too, so no product of some dimensions can
+        // overflow later (a reader's height x width, say).
+        guard let elementCount = DataLimits.product(dimensions) else {
+            throw DataError.unsupported(path: path, reason: "declared dimensions \(dimensions) overflow the addressable size")
         }
         let (expected, overflow) = headerSize.addingReportingOverflow(elementCount)
         guard !overflow else {

@@ -65,11 +65,20 @@ public func decodeImage(_ bytes: [UInt8], channels: Int = 3, path: String) throw
 
 /// Reads and decodes the JPEG or PNG image at `path`; see ``decodeImage(_:channels:path:)``.
 ///
-/// - Throws: ``DataError/fileNotFound(path:)`` or ``DataError/readFailed(path:reason:)`` when
-///   the file cannot be read, otherwise the errors of ``decodeImage(_:channels:path:)``.
+/// The path must name a regular file of at most ``DataLimits/imageFileBytes``; a device such
+/// as `/dev/zero`, a FIFO or a folder is refused before anything is read.
+///
+/// - Throws: ``DataError/fileNotFound(path:)``, ``DataError/notARegularFile(path:kind:)``,
+///   ``DataError/tooLarge(path:what:limit:hint:)`` or ``DataError/readFailed(path:reason:)``
+///   when the file cannot be read, otherwise the errors of ``decodeImage(_:channels:path:)``.
 public func readImage(path: String, channels: Int = 3) throws -> PlanarImage {
     try checkChannels(channels, path: path)
-    return try decodeImage(readFileBytes(path: path), channels: channels, path: path)
+    return try decodeImage(readImageFile(path), channels: channels, path: path)
+}
+
+/// The bytes of the image file at `path`, bounded by ``DataLimits/imageFileBytes``.
+func readImageFile(_ path: String) throws -> [UInt8] {
+    try readFileBytes(path: path, limit: DataLimits.imageFileBytes, format: "a JPEG or PNG image")
 }
 
 /// Encodes 8-bit pixels as a PNG file's bytes.
@@ -199,6 +208,9 @@ final class ImageDecoder {
     /// The resampler of the last resize, reused while the geometry stays the same.
     private var resampler: Resampler?
     private var jpegHandle: tjhandle?
+    /// The largest image this decoder decodes, in pixels (at most ``maximumImagePixels``);
+    /// checked from the header, before the pixel buffer is allocated.
+    var pixelLimit = maximumImagePixels
 
     deinit {
         if let jpegHandle { tjDestroy(jpegHandle) }
@@ -271,9 +283,45 @@ final class ImageDecoder {
         guard width > 0, height > 0 else {
             throw DataError.corruptImage(path: path, reason: "image size \(width)x\(height)")
         }
-        guard width * height <= maximumImagePixels else {
+        let limit = min(pixelLimit, maximumImagePixels)
+        guard let pixels = DataLimits.product([width, height]), pixels <= limit else {
             throw DataError.unsupported(
-                path: path, reason: "image of \(width)x\(height) pixels exceeds the limit of \(maximumImagePixels) pixels")
+                path: path, reason: "image of \(width)x\(height) pixels exceeds the limit of \(limit) pixels")
+        }
+    }
+
+    /// The width and height in the header of a JPEG or PNG image, without decoding it.
+    ///
+    /// - Throws: the errors of ``decode(_:channels:path:)`` for a file that is not an image or
+    ///   whose header is damaged, and ``DataError/unsupported(path:reason:)`` for an image
+    ///   larger than ``pixelLimit``.
+    func readSize(_ bytes: UnsafeBufferPointer<UInt8>, path: String) throws -> (height: Int, width: Int) {
+        switch ImageSignature(bytes) {
+        case .jpeg:
+            if jpegHandle == nil { jpegHandle = tjInitDecompress() }
+            guard let handle = jpegHandle else {
+                throw DataError.corruptImage(path: path, reason: "cannot create a TurboJPEG decompressor")
+            }
+            var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+            if tjDecompressHeader3(handle, bytes.baseAddress, UInt(bytes.count), &w, &h, &subsampling, &colorspace) != 0 {
+                let text = String(cString: tjGetErrorStr2(handle))
+                guard Self.isHarmlessJPEGWarning(text) else {
+                    throw DataError.corruptImage(path: path, reason: "libjpeg-turbo: \(text)")
+                }
+            }
+            try checkSize(width: Int(w), height: Int(h), path: path)
+            return (Int(h), Int(w))
+        case .png:
+            var image = png_image()
+            image.version = png_uint_32(PNG_IMAGE_VERSION)
+            guard png_image_begin_read_from_memory(&image, bytes.baseAddress, bytes.count) != 0 else {
+                throw DataError.corruptImage(path: path, reason: "libpng: \(pngMessage(&image))")
+            }
+            png_image_free(&image)
+            try checkSize(width: Int(image.width), height: Int(image.height), path: path)
+            return (Int(image.height), Int(image.width))
+        case .other(let reason):
+            throw DataError.notAnImage(path: path, reason: reason)
         }
     }
 

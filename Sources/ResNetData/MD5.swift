@@ -62,19 +62,22 @@ public struct MD5: Sendable {
 
     /// The hex digest of the file at `path`, read in 1 MiB pieces.
     ///
-    /// - Throws: ``DataError/fileNotFound(path:)`` or ``DataError/readFailed(path:reason:)``.
+    /// - Throws: ``DataError/fileNotFound(path:)``, ``DataError/notARegularFile(path:kind:)``
+    ///   (a FIFO or `/dev/zero` would never end) or ``DataError/readFailed(path:reason:)``.
     public static func hexDigest(ofFile path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw fileExists(path) ? DataError.readFailed(path: path, reason: "cannot open") : DataError.fileNotFound(path: path)
-        }
-        defer { try? handle.close() }
+        let (descriptor, _) = try openRegularFile(path)
+        defer { close(descriptor) }
         var md5 = MD5()
-        do {
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                chunk.withUnsafeBytes { md5.update($0) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                throw DataError.readFailed(path: path, reason: String(cString: strerror(code)))
             }
-        } catch {
-            throw DataError.readFailed(path: path, reason: error.localizedDescription)
+            if count == 0 { break }
+            chunk.withUnsafeBytes { md5.update(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
         }
         return md5.hexDigest()
     }

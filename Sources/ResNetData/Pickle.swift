@@ -101,8 +101,8 @@ public struct NumpyArray: Sendable, Equatable {
         (itemSize == 1 ? "" : bigEndian ? ">" : "<") + String(kind.rawValue) + String(itemSize)
     }
 
-    /// The number of elements.
-    public var count: Int { shape.reduce(1, *) }
+    /// The number of elements (the reader only makes arrays whose shape's product fits in `Int`).
+    public var count: Int { DataLimits.product(shape) ?? 0 }
 
     /// The elements as integers, for bool and integer arrays that fit in `Int`; else `nil`.
     public func integers() -> [Int]? {
@@ -150,9 +150,12 @@ public enum Pickle {
 
     /// Reads the pickle in the file at `path` (gzip-compressed or not).
     ///
+    /// The file must be a regular file of at most `limit` bytes (default
+    /// ``DataLimits/batchFileBytes``, above the largest CIFAR pickle), compressed and decompressed.
+    ///
     /// - Throws: a ``DataError`` naming `path` and, for a malformed or refused pickle, the byte offset.
-    public static func load(path: String) throws -> PickleValue {
-        try parse(readFileDecompressingIfGzip(path: path)[...], path: path)
+    public static func load(path: String, limit: Int = DataLimits.batchFileBytes) throws -> PickleValue {
+        try parse(readFileDecompressingIfGzip(path: path, limit: limit, format: "a pickle")[...], path: path)
     }
 
     /// Reads a pickle from `bytes`; `path` is used in errors, offsets count from `bytes.startIndex`.
@@ -520,14 +523,13 @@ private struct Machine {
     func array(shape: Object, type: DTypeBox, data: [UInt8], fortran: Bool) throws -> NumpyArray {
         guard case .tuple(let items) = shape else { throw fail("array shape is a \(shape.typeName), not a tuple") }
         var dimensions: [Int] = []
-        var count = 1
         for item in items {
             guard case .int(let size) = item, size >= 0 else { throw fail("array shape has a bad dimension") }
-            let (product, overflow) = count.multipliedReportingOverflow(by: size)
-            guard !overflow else { throw fail("array shape overflows") }
             dimensions.append(size)
-            count = product
         }
+        // Zero-safe: a shape such as (0, 2^40, 2^40) is refused, so that no product of some of
+        // its dimensions (a CIFAR reader's 3 x 32 x 32 check, say) can overflow later.
+        guard let count = DataLimits.product(dimensions) else { throw fail("array shape \(dimensions) overflows") }
         let (expected, overflow) = count.multipliedReportingOverflow(by: type.itemSize)
         guard !overflow, expected == data.count else {
             throw fail("array data has \(data.count) bytes for shape \(dimensions) of \(type.itemSize)-byte elements")
@@ -540,7 +542,7 @@ private struct Machine {
     /// Reorders column-major elements into row-major order.
     static func rowMajor(fromColumnMajor data: [UInt8], shape: [Int], itemSize: Int) -> [UInt8] {
         var result = [UInt8](repeating: 0, count: data.count)
-        let count = shape.reduce(1, *)
+        let count = DataLimits.product(shape) ?? 0
         var index = [Int](repeating: 0, count: shape.count)  // row-major counter
         for target in 0..<count {
             var source = 0

@@ -39,10 +39,14 @@ public struct TarArchive: Sendable {
 
     /// Reads a tar archive, gzip-compressed or not.
     ///
-    /// - Throws: a ``DataError`` naming `path` if the file is missing, unreadable, not a tar
-    ///   archive, or cut short (with the byte offset of the damaged header).
-    public static func read(path: String) throws -> TarArchive {
-        try TarArchive(bytes: readFileDecompressingIfGzip(path: path), path: path)
+    /// The archive is held in memory, so it must be a regular file of at most `limit` bytes
+    /// (default ``DataLimits/archiveBytes``), compressed and decompressed.
+    ///
+    /// - Throws: a ``DataError`` naming `path` if the file is missing, not a regular file, too
+    ///   large, unreadable, not a tar archive, or cut short (with the byte offset of the damaged
+    ///   header).
+    public static func read(path: String, limit: Int = DataLimits.archiveBytes) throws -> TarArchive {
+        try TarArchive(bytes: readFileDecompressingIfGzip(path: path, limit: limit, format: "a tar archive"), path: path)
     }
 
     /// Parses the (uncompressed) bytes of a tar archive; `path` is used in errors.

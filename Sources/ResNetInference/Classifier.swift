@@ -1,6 +1,7 @@
 import Foundation
 import ResNetData
 import ResNetLayers
+import ResNetModels
 
 extension ModelCard {
     /// An image of any size as the network's input bytes, before normalization: channels in the
@@ -89,6 +90,13 @@ public final class Classifier {
         }
         if case .zca = loaded.card.preprocessing.normalization, loaded.whitening == nil {
             throw ModelFileError.invalidCard("\(loaded.url.path): the model whitens its inputs (ZCA) but the file stores no whitening")
+        }
+        let input = ImageShape(height: loaded.card.input.height, width: loaded.card.input.width, channels: loaded.card.input.channels)
+        do {
+            try ModelSummary(of: loaded.model, name: loaded.card.architecture.name, input: input, classes: loaded.card.classNames.count)
+                .checkFits(batchSize: maximumBatchSize, training: false)
+        } catch let error as ModelError {
+            throw ModelFileError.invalidCard("\(loaded.url.path): \(error.description)")
         }
         self.loaded = loaded
         self.maximumBatchSize = maximumBatchSize

@@ -136,3 +136,18 @@ func scaled(_ value: Double, units: [String], base: Double) -> String {
     while v >= base, unit < units.count - 1 { v /= base; unit += 1 }
     return String(format: unit == 0 ? "%.0f %@" : "%.2f %@", v, units[unit]).trimmingCharacters(in: .whitespaces)
 }
+
+extension ModelSummary {
+    /// Refuses a batch whose forward outputs alone (and, when training, their gradients) need
+    /// more than this machine's memory: planning such a graph would abort on allocation. The
+    /// graphs share memory, so what passes may still be large; what fails cannot fit.
+    public func checkFits(batchSize: Int, training: Bool) throws {
+        let perImage = activationBytes * (training ? 2 : 1)
+        let (total, overflow) = perImage.multipliedReportingOverflow(by: max(batchSize, 1))
+        let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        guard !overflow, total <= memory else {
+            let gib = { (bytes: Int) in String(format: "%.1f GiB", Double(bytes) / 1_073_741_824) }
+            throw ModelError.invalidArgument("a batch of \(batchSize) \(inputShape.map(String.init).joined(separator: "x")) images through \(model) needs \(overflow ? "more than 8 EiB" : gib(total)) of activations\(training ? " and gradients" : ""), more than this machine's \(gib(memory)): use a smaller batch or input")
+        }
+    }
+}

@@ -131,6 +131,34 @@ public struct ModelDefinition: Sendable {
         return Int(digits)
     }
 
+    /// The most parameters a network may have here: 1e9 floats are 4 GB of weights and as much
+    /// again of gradients (ResNet-152 has 60M, WRN-28-10 36.5M).
+    public static let maximumParameterCount = 1_000_000_000
+    /// The largest input side and class count a network is built for.
+    public static let maximumInputSide = 4_096
+    public static let maximumClassCount = 1_000_000
+
+    /// An upper bound of the parameters of the network for `input` and `classes` (see
+    /// ``ResNetConfiguration/parameterBound(inputChannels:classes:)``); `nil` beyond `Int`.
+    public func parameterBound(input: ImageShape, classes: Int) -> Int? {
+        guard let configuration else {
+            // svgg: blocks of two 3x3 convolutions with batch norm, then a dense layer on the
+            // 8x-pooled map and the classifier.
+            var convolutions = 0, channels = input.channels
+            for width in SimpleVGG.blockWidths {
+                convolutions += 9 * channels * width + 9 * width * width + 2 * width + 8 * width
+                channels = width
+            }
+            let (cells, o1) = (input.height / 8).multipliedReportingOverflow(by: input.width / 8)
+            let (flat, o2) = cells.multipliedReportingOverflow(by: channels)
+            let (dense, o3) = flat.multipliedReportingOverflow(by: SimpleVGG.hiddenUnits)
+            let (head, o4) = classes.multipliedReportingOverflow(by: SimpleVGG.hiddenUnits + 1)
+            guard !(o1 || o2 || o3 || o4) else { return nil }
+            return convolutions + dense + SimpleVGG.hiddenUnits + head
+        }
+        return configuration.parameterBound(inputChannels: input.channels, classes: classes)
+    }
+
     /// The smallest input side the network accepts: its total stride.
     public var minimumInputSize: Int { configuration?.totalStride ?? 8 }
 
@@ -139,7 +167,15 @@ public struct ModelDefinition: Sendable {
     public func build(input: ImageShape? = nil, classes: Int? = nil) throws -> any Layer {
         let input = input ?? defaultInput
         let classes = classes ?? defaultClasses
-        guard classes >= 1 else { throw ModelError.invalidArgument("the number of classes must be at least 1, got \(classes)") }
+        guard (1...Self.maximumClassCount).contains(classes) else {
+            throw ModelError.invalidArgument("the number of classes must be in 1...\(Self.maximumClassCount), got \(classes)")
+        }
+        guard (1...4).contains(input.channels), input.height <= Self.maximumInputSide, input.width <= Self.maximumInputSide else {
+            throw ModelError.invalidArgument("inputs must have 1 to 4 channels and sides of at most \(Self.maximumInputSide), got \(input)")
+        }
+        guard let bound = parameterBound(input: input, classes: classes), bound <= Self.maximumParameterCount else {
+            throw ModelError.invalidArgument("\(name) for \(classes) classes would have more than \(Self.maximumParameterCount) parameters (at most 4 GB of weights are built here)")
+        }
         guard input.height >= minimumInputSize, input.width >= minimumInputSize else {
             throw ModelError.inputTooSmall("\(name) needs an input of at least \(minimumInputSize)x\(minimumInputSize) "
                 + "(it downsamples by \(minimumInputSize)), got \(input.height)x\(input.width)")

@@ -120,10 +120,54 @@ public struct ResNetConfiguration: Sendable, Equatable {
         guard depth >= 10, (depth - 4) % 6 == 0 else {
             throw ModelError.invalidDepth("WRN depth must be 6m+4 (10, 16, 22, 28, 40, ...), got \(depth)")
         }
-        guard k >= 1 else { throw ModelError.invalidDepth("WRN widening factor must be at least 1, got \(k)") }
+        guard (1...1_024).contains(k) else { throw ModelError.invalidDepth("WRN widening factor must be in 1...1024, got \(k)") }
         let m = (depth - 4) / 6
         return Self(block: .basic, preActivation: true, stem: .cifar, stemWidth: 16, blocksPerStage: [m, m, m],
                     stageWidths: [16 * k, 32 * k, 64 * k], shortcut: shortcut, dropout: dropout)
+    }
+}
+
+extension ResNetConfiguration {
+    /// An upper bound of the parameters (weights, biases, batch-norm scales, shifts and running
+    /// statistics) of the network for `inputChannels` and `classes`, as if every block had a
+    /// projection shortcut; `nil` when it does not fit in an `Int`. Computed before anything is
+    /// allocated, so that an absurd name or option ends in an error instead of an abort.
+    public func parameterBound(inputChannels: Int, classes: Int) -> Int? {
+        func product(_ factors: Int...) -> Int? {
+            var p = 1
+            for f in factors {
+                guard f >= 0 else { return nil }
+                let (r, overflow) = p.multipliedReportingOverflow(by: f)
+                if overflow { return nil }
+                p = r
+            }
+            return p
+        }
+        func sum(_ terms: Int?...) -> Int? {
+            var s = 0
+            for term in terms {
+                guard let term else { return nil }
+                let (r, overflow) = s.addingReportingOverflow(term)
+                if overflow { return nil }
+                s = r
+            }
+            return s
+        }
+        // One block from `c` channels, as if it had a projection shortcut.
+        func blockBound(_ c: Int, _ width: Int, _ out: Int) -> Int? {
+            switch block {
+            case .basic: sum(product(9, c, width), product(9, width, width), product(8, width), product(c, out), product(4, out))
+            case .bottleneck: sum(product(c, width), product(9, width, width), product(width, out), product(8, width), product(8, out), product(c, out))
+            }
+        }
+        var total = sum(product(inputChannels, stemWidth, stem == .imageNet ? 49 : 9), product(4, stemWidth))
+        var channels = stemWidth
+        for (blocks, width) in zip(blocksPerStage, stageWidths) {
+            guard blocks >= 1, let out = product(width, block == .basic ? 1 : 4) else { return nil }
+            total = sum(total, blockBound(channels, width, out), product(blocks - 1, blockBound(out, width, out) ?? -1))
+            channels = out
+        }
+        return sum(total, product(channels, classes), classes, product(4, channels))
     }
 }
 

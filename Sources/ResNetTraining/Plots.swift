@@ -291,8 +291,10 @@ public func writePredictionGallery(images: ImageDataset, predictions: [(index: I
 }
 
 /// Collects predictions for ``writePredictionGallery(images:predictions:to:columns:)`` from
-/// ``Evaluator/evaluate(_:normalization:onPrediction:)``: the first `right` correct and the
-/// first `wrong` incorrect ones in data set order.
+/// ``Evaluator/evaluate(_:normalization:onPrediction:)``: `right` correct and `wrong` incorrect
+/// ones, sampled across the true classes (round robin over the classes, a seeded random choice
+/// within each), so that a gallery shows every class rather than the first images of the data
+/// set (which, for CIFAR-10's test set in folder order, are all airplanes).
 ///
 /// ```swift
 /// let sampler = PredictionSampler(labels: test.labels)
@@ -300,33 +302,67 @@ public func writePredictionGallery(images: ImageDataset, predictions: [(index: I
 /// try writePredictionGallery(images: test, predictions: sampler.predictions, to: "predictions.png")
 /// ```
 public final class PredictionSampler {
+    public typealias Entry = (index: Int, predicted: Int, confidence: Float)
     public let labels: [Int32]
     public let rightLimit: Int, wrongLimit: Int
-    public private(set) var right: [(index: Int, predicted: Int, confidence: Float)] = []
-    public private(set) var wrong: [(index: Int, predicted: Int, confidence: Float)] = []
+    public let seed: UInt64
+    /// Per true class, the kept candidates with their random priority (lowest kept).
+    private var right: [Int32: [(priority: UInt64, entry: Entry)]] = [:]
+    private var wrong: [Int32: [(priority: UInt64, entry: Entry)]] = [:]
 
-    public init(labels: [Int32], right: Int = 16, wrong: Int = 16) {
+    public init(labels: [Int32], right: Int = 16, wrong: Int = 16, seed: UInt64 = 0) {
         self.labels = labels
         rightLimit = right
         wrongLimit = wrong
+        self.seed = seed
     }
 
-    /// The kept right predictions, then the wrong ones, each in data set order.
-    public var predictions: [(index: Int, predicted: Int, confidence: Float)] {
-        right.sorted { $0.index < $1.index } + wrong.sorted { $0.index < $1.index }
+    /// The chosen right predictions, then the wrong ones, each by true class, then data set order.
+    public var predictions: [Entry] { Self.choose(right, rightLimit) + Self.choose(wrong, wrongLimit) }
+
+    /// Round robin over the classes, each class's candidates in priority order.
+    private static func choose(_ pools: [Int32: [(priority: UInt64, entry: Entry)]], _ limit: Int) -> [Entry] {
+        let classes = pools.keys.sorted()
+        var chosen: [(label: Int32, entry: Entry)] = []
+        var round = 0
+        while chosen.count < limit {
+            var added = false
+            for label in classes where round < pools[label]!.count && chosen.count < limit {
+                chosen.append((label, pools[label]![round].entry))
+                added = true
+            }
+            if !added { break }
+            round += 1
+        }
+        return chosen.sorted { ($0.label, $0.entry.index) < ($1.label, $1.entry.index) }.map(\.entry)
+    }
+
+    /// SplitMix64 of the seed and the index: the same choice in any order of recording.
+    private func priority(_ index: Int) -> UInt64 {
+        var z = seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     /// Notes one image's softmax probabilities.
     public func record(_ index: Int, _ probabilities: UnsafeBufferPointer<Float>) {
-        guard right.count < rightLimit || wrong.count < wrongLimit, !probabilities.isEmpty else { return }
+        guard !probabilities.isEmpty, labels.indices.contains(index) else { return }
         var best = 0
         for k in probabilities.indices where probabilities[k] > probabilities[best] { best = k }
-        let entry = (index: index, predicted: best, confidence: probabilities[best])
-        if Int(labels[index]) == best {
-            if right.count < rightLimit { right.append(entry) }
-        } else if wrong.count < wrongLimit {
-            wrong.append(entry)
+        let label = labels[index]
+        let candidate = (priority: priority(index), entry: (index: index, predicted: best, confidence: probabilities[best]))
+        // Each class keeps at most `limit` candidates: the most any round robin can take from it.
+        func keep(_ pools: inout [Int32: [(priority: UInt64, entry: Entry)]], _ limit: Int) {
+            guard limit > 0 else { return }
+            var pool = pools[label, default: []]
+            let at = pool.firstIndex { $0.priority > candidate.priority } ?? pool.count
+            guard at < limit else { return }
+            pool.insert(candidate, at: at)
+            if pool.count > limit { pool.removeLast() }
+            pools[label] = pool
         }
+        if Int(label) == best { keep(&right, rightLimit) } else { keep(&wrong, wrongLimit) }
     }
 }
 

@@ -20,6 +20,9 @@ public struct RecipeOverrides: Sendable, Equatable {
     /// Augmentations as the command line writes them (`flip,crop:4`).
     public var augment: String?
     public var normalization: Normalization.Kind?
+    /// ZCA's epsilon on pixels scaled to 0...1 (default ``Normalization/defaultZCAEpsilon``,
+    /// 0.1; the Keras tutorial uses 1e-6, which amplifies pixel noise far more).
+    public var zcaEpsilon: Float?
     public var validation: Int?
 
     public init() {}
@@ -29,7 +32,8 @@ public struct RecipeOverrides: Sendable, Equatable {
         [("--epochs", epochs != nil), ("--iterations", iterations != nil), ("--batch-size", batchSize != nil), ("--lr", lr != nil),
          ("--optimizer", optimizer != nil), ("--momentum", momentum != nil), ("--nesterov", nesterov != nil),
          ("--weight-decay", weightDecay != nil), ("--label-smoothing", labelSmoothing != nil), ("--augment", augment != nil),
-         ("--normalization", normalization != nil), ("--validation", validation != nil)].filter(\.1).map(\.0)
+         ("--normalization", normalization != nil), ("--zca-epsilon", zcaEpsilon != nil), ("--validation", validation != nil)]
+            .filter(\.1).map(\.0)
     }
 
     /// Each setting of `self`, else of `other`.
@@ -46,6 +50,7 @@ public struct RecipeOverrides: Sendable, Equatable {
         r.labelSmoothing = labelSmoothing ?? other.labelSmoothing
         r.augment = augment ?? other.augment
         r.normalization = normalization ?? other.normalization
+        r.zcaEpsilon = zcaEpsilon ?? other.zcaEpsilon
         r.validation = validation ?? other.validation
         return r
     }
@@ -73,6 +78,10 @@ public struct RecipeOverrides: Sendable, Equatable {
             do { recipe.augmentations = try Augmentation.parseList(augment) } catch let e as DataOptionError { throw bad(e.description) }
         }
         if let normalization { recipe.normalization = normalization }
+        if let zcaEpsilon {
+            guard zcaEpsilon.isFinite, zcaEpsilon > 0 else { throw bad("--zca-epsilon must be a positive number, got \(zcaEpsilon)") }
+            guard recipe.normalization == .zca else { throw bad("--zca-epsilon applies to --normalization zca only") }
+        }
         if let validation { guard validation >= 0 else { throw bad("--validation must be >= 0, got \(validation)") }; recipe.validationCount = validation }
     }
 }
@@ -84,6 +93,8 @@ public struct RunRequest: Sendable, Equatable {
     public var shortcut: ShortcutOption?
     public var dataset: String?
     public var data: String?
+    /// `HxW`: image folders are brought to this size when loaded (`--image-size`).
+    public var imageSize: String?
     public var recipe: String?
     public var seed: UInt64?
     public var precision: PrecisionChoice?
@@ -104,6 +115,7 @@ public struct RunRequest: Sendable, Equatable {
         r.shortcut = shortcut ?? file.shortcut
         r.dataset = dataset ?? file.dataset
         r.data = data ?? file.data
+        r.imageSize = imageSize ?? file.imageSize
         r.recipe = recipe ?? file.recipe
         r.seed = seed ?? file.seed
         r.precision = precision ?? file.precision
@@ -119,7 +131,7 @@ public struct RunRequest: Sendable, Equatable {
     /// The settings given that would change a run, as the command line names them: `--resume`
     /// refuses them, because a resumed run continues exactly as it was configured.
     public var settingsThatChangeARun: [String] {
-        [("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", dataset != nil), ("--data", data != nil),
+        [("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", dataset != nil), ("--data", data != nil), ("--image-size", imageSize != nil),
          ("--recipe", recipe != nil), ("--seed", seed != nil), ("--run-dir", runDirectory != nil), ("--precision", precision != nil),
          ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil), ("schedule", schedule != nil)]
             .filter(\.1).map(\.0) + overrides.given
@@ -166,7 +178,8 @@ public struct RunRequest: Sendable, Equatable {
         }
         recipe = try recipe.adapted(toDepth: ModelDefinition(name: model).configuration?.depth).validated()
         let (trainIndices, _) = try trainingSplit(train, validationCount: recipe.validationCount)
-        let normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
+        var normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
+        if case .zca = normalization, let epsilon = overrides.zcaEpsilon { normalization = .zca(epsilon: epsilon) }
         let precision = (self.precision ?? .auto).resolved
         return try RunConfiguration(
             model: model, modelOptions: ModelOptions(shortcut: shortcut),
@@ -174,7 +187,8 @@ public struct RunRequest: Sendable, Equatable {
             dataset: dataset, dataPath: dataPath.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
             recipe: recipe, seed: seed ?? 0, normalization: normalization, trainingCount: trainIndices.count,
             validationCount: recipe.validationCount, threads: threads, deterministic: deterministic ?? false,
-            precision: precision, monitorsTest: monitorTest == true ? true : nil, skipsTest: skipTest == true ? true : nil).validated()
+            precision: precision, monitorsTest: monitorTest == true ? true : nil, skipsTest: skipTest == true ? true : nil,
+            loadedImageSize: imageSize == nil ? nil : [train.height, train.width]).validated()
     }
 
     /// The run directory: the one asked for, else `runs/MODEL-DATASET-RECIPE-TIME`.
@@ -188,9 +202,9 @@ public struct RunRequest: Sendable, Equatable {
 
     /// The keys a run file may hold: `resnet train`'s options in snake_case.
     public static let runFileKeys = [
-        "model", "shortcut", "dataset", "data", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
+        "model", "shortcut", "dataset", "data", "image_size", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
         "deterministic", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
-        "label_smoothing", "augment", "normalization", "validation",
+        "label_smoothing", "augment", "normalization", "zca_epsilon", "validation",
     ]
     /// A run file is a page of options: larger files, or more nesting, are refused before parsing.
     public static let maximumRunFileBytes = 65_536
@@ -263,6 +277,7 @@ private struct RunFile: Decodable {
     var shortcut: String?
     var dataset: String?
     var data: String?
+    var imageSize: String?
     var recipe: String?
     var seed: UInt64?
     var precision: String?
@@ -282,12 +297,13 @@ private struct RunFile: Decodable {
     var labelSmoothing: Float?
     var augment: String?
     var normalization: String?
+    var zcaEpsilon: Float?
     var validation: Int?
 
     enum CodingKeys: String, CodingKey {
-        case model, shortcut, dataset, data, recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
+        case model, shortcut, dataset, data, imageSize = "image_size", recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
         case skipTest = "skip_test", deterministic, epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
-        case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, validation
+        case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, zcaEpsilon = "zca_epsilon", validation
     }
 
     func request(path: String) throws -> RunRequest {
@@ -300,6 +316,7 @@ private struct RunFile: Decodable {
         }
         r.dataset = dataset
         r.data = data
+        r.imageSize = imageSize
         r.recipe = recipe
         r.seed = seed
         if let precision {
@@ -331,6 +348,7 @@ private struct RunFile: Decodable {
             guard let kind = Normalization.Kind(rawValue: normalization) else { throw bad("normalization must be none, channel, pixel or zca, got '\(normalization)'") }
             o.normalization = kind
         }
+        o.zcaEpsilon = zcaEpsilon
         o.validation = validation
         r.overrides = o
         return r

@@ -79,7 +79,8 @@ public struct TrainedModel {
         let source: LoadedDataset
         do {
             guard let kind = DatasetName(rawValue: run.dataset) else { throw DataOptionError("unknown data set '\(run.dataset)'") }
-            source = try LoadedDataset.load(kind, from: run.dataPath)
+            let size = run.loadedImageSize.flatMap { $0.count == 2 ? (height: $0[0], width: $0[1]) : nil }
+            source = try LoadedDataset.load(kind, from: run.dataPath, options: DatasetOptions(imageSize: size))
         } catch {
             throw TrainingError.checkpoint("the run whitens its inputs (ZCA), fitted on its training data, and its checkpoint predates stored whitening: \(run.dataset) at \(run.dataPath ?? "the default place") could not be loaded (\(error))")
         }

@@ -36,11 +36,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// Leave the test split untouched at the end (tuning on the validation split); remembered
     /// so that a resumed run does the same. `nil` means no.
     public var skipsTest: Bool?
+    /// `[H, W]` the data set's images were brought to when loaded (`--image-size`), so that a
+    /// resume or an evaluation loads them the same way; `nil`: as stored.
+    public var loadedImageSize: [Int]?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
                 validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil,
-                skipsTest: Bool? = nil) {
+                skipsTest: Bool? = nil, loadedImageSize: [Int]? = nil) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -57,6 +60,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.precision = precision
         self.monitorsTest = monitorsTest
         self.skipsTest = skipsTest
+        self.loadedImageSize = loadedImageSize
     }
 
     /// Builds the network this configuration describes (weights from `seed`).
@@ -210,6 +214,9 @@ public final class Trainer {
             whitening = nil
         }
         model = try configuration.buildModel()
+        let shape = configuration.imageShape
+        try ModelSummary(of: model, name: configuration.model, input: ImageShape(height: shape[1], width: shape[2], channels: shape[0]),
+                         classes: configuration.classNames.count).checkFits(batchSize: configuration.recipe.batchSize, training: true)
         parameters = model.trainableParameters
         optimizer = try configuration.recipe.makeOptimizer()
         optimizer.register(parameters)

@@ -76,6 +76,14 @@ extension Recipe {
             }
         }
         do { _ = try schedule.validated() } catch let error as TrainingError { throw bad(error.description) }
+        // Augmentations decoded from a file are checked by the command line's parser, which
+        // bounds every parameter: what it reads back must be what was decoded.
+        let specification = augmentations.isEmpty ? "none" : augmentations.map(\.specification).joined(separator: ",")
+        do {
+            guard try Augmentation.parseList(specification) == augmentations else { throw bad("augmentations \(specification) do not read back") }
+        } catch let error as DataOptionError {
+            throw bad("augmentation: \(error.description)")
+        }
         return self
     }
 }

@@ -22,6 +22,10 @@ struct AugmentPreview: ParsableCommand {
     @Option(help: "Seed of the image choice and of the augmentation (a training run's --seed).") var seed: UInt64 = 0
     @Option(help: "Upscaling factor (default: to about 96 pixels).") var scale: Int?
 
+    /// The largest grid drawn: 64 megapixels, a 192 MB canvas (the default 8 x 6 grid of
+    /// CIFAR-10 at scale 3 is 0.4 megapixels).
+    static let maximumGridPixels = 64_000_000
+
     func run() throws {
         guard (1...256).contains(count) else { throw UserError("--count must be between 1 and 256, got \(count)") }
         guard (1...64).contains(copies) else { throw UserError("--copies must be between 1 and 64, got \(copies)") }
@@ -30,12 +34,37 @@ struct AugmentPreview: ParsableCommand {
         do { augmentations = try Augmentation.parseList(augment) } catch let error as DataOptionError {
             throw UserError(error.description)
         }
-        let loaded = try data.load()
+        guard let name = DatasetName(rawValue: data.name.lowercased()) else {
+            throw UserError("unknown data set '\(data.name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let loaded: LoadedDataset
+        do {
+            // CIFAR-10 missing from the cache falls back to the shipped sample, as in `resnet train`
+            // (without the download a preview should not start).
+            let size = try data.imageSize.map(DatasetOptions.parseImageSize)
+            loaded = try LoadedDataset.loadWithFallback(name, from: data.data, options: DatasetOptions(imageSize: size), download: false) { line in
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }.dataset
+        } catch let error as DataError {
+            throw UserError(error.description)
+        } catch let error as DataOptionError {
+            throw UserError("--image-size: \(error.description)")
+        }
         guard let train = loaded.split("train") ?? loaded.splits.first?.data, train.count > 0 else {
             throw UserError("\(loaded.name) has no training images")
         }
         guard train.channels == 1 || train.channels == 3 else {
             throw UserError("\(loaded.name): \(train.channels)-channel images cannot be drawn (1 or 3)")
+        }
+        // The grid is drawn in memory: bound it before any image is copied. Tiles are drawn at
+        // the images' own size times the scale (writeImageGrid's default scales images up to
+        // about 96 pixels and leaves those above 128 at their size).
+        let side = max(train.height, train.width)
+        let tileScale = scale ?? (side > 128 ? 1 : max(1, Int((96.0 / Double(side)).rounded())))
+        let tiles = min(count, train.count) * (copies + 1)
+        guard let gridPixels = DataLimits.product([tiles, train.height * tileScale, train.width * tileScale]),
+              gridPixels <= Self.maximumGridPixels else {
+            throw UserError("\(loaded.name): a grid of \(tiles) images of \(train.height)x\(train.width) at scale \(tileScale) exceeds \(Self.maximumGridPixels / 1_000_000) megapixels; use fewer --count or --copies, a smaller --scale, or smaller images")
         }
 
         var random = DataRandom(seed: seed ^ 0xA06_9E5)

@@ -26,11 +26,14 @@ struct Bench: ParsableCommand {
         guard mode == "train" || mode == "eval" else { throw UserError("--mode must be train or eval, got '\(mode)'") }
         guard repeats > 0, iterations > 0, warmup >= 0 else { throw UserError("--repeats and --iterations must be positive") }
         let batch = batchSize ?? (mode == "train" ? 128 : 256)
-        guard batch > 0 else { throw UserError("--batch-size must be positive") }
+        guard (1...65_536).contains(batch) else { throw UserError("--batch-size must be in 1...65536, got \(batch)") }
         let (definition, input, classes) = try choice.resolve()
         let model: any Layer
         do { model = try definition.build(input: input, classes: classes) } catch let e as ModelError { throw UserError(e.description) }
         let training = mode == "train"
+        do {
+            try ModelSummary(of: model, name: definition.name, input: input, classes: classes).checkFits(batchSize: batch, training: training)
+        } catch let e as ModelError { throw UserError(e.description) }
         if training { model.train() } else { model.eval() }
 
         let graph = Graph(computesGradients: training, precision: precision)

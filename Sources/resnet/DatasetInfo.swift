@@ -17,7 +17,7 @@ struct DatasetInfo: ParsableCommand {
     @Flag(help: "CIFAR-100: the 20 coarse labels instead of the 100 fine ones.")
     var coarseLabels = false
 
-    @Option(help: "Image folders: bring every image to HxW (e.g. 32x32).")
+    @Option(help: "Image folders (and CIFAR-10 given as one, like the shipped sample): bring every image to HxW (e.g. 32x32), each side at most \(DataLimits.maximumImageSide).")
     var imageSize: String?
 
     @Flag(help: "Print JSON (keys classes, image_shape, splits, mean, std).")
@@ -42,17 +42,26 @@ struct DatasetInfo: ParsableCommand {
         }
         var options = DatasetOptions(cifar100Labels: coarseLabels ? .coarse : .fine)
         if let imageSize {
-            let parts = imageSize.lowercased().split(separator: "x").compactMap { Int($0) }
-            guard parts.count == 2, parts.allSatisfy({ $0 > 0 }) else { throw UserError("--image-size must be HxW, like 32x32") }
-            options.imageSize = (parts[0], parts[1])
+            guard name == .folder || name == .cifar10 else {
+                throw UserError("--image-size applies to image folders (--dataset folder, or cifar10 given as one), not \(name.rawValue)")
+            }
+            do { options.imageSize = try DatasetOptions.parseImageSize(imageSize) } catch let error as DataOptionError {
+                throw UserError("--image-size: \(error.description)")
+            }
         }
-        let loaded: LoadedDataset
+        let resolved: LoadedDataset.Resolved
         let start = Date()
         do {
-            loaded = try LoadedDataset.load(name, from: data, options: options)
+            // Like `resnet train`, CIFAR-10 missing from the cache falls back to the shipped sample;
+            // unlike it, an information command does not start a 170 MB download. Notes go to
+            // stderr so that --json output stays a JSON document.
+            resolved = try LoadedDataset.loadWithFallback(name, from: data, options: options, download: false) { line in
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
         } catch let error as DataError {
             throw UserError(error.description)
         }
+        let loaded = resolved.dataset
         let loadTime = -start.timeIntervalSinceNow
         guard let first = loaded.splits.first?.data else { throw UserError("\(dataset): the data set has no splits") }
         let training = loaded.split("train") ?? first
@@ -71,7 +80,7 @@ struct DatasetInfo: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
-        print("Data set: \(loaded.name)\(data.map { " from \($0)" } ?? ""), loaded in \(String(format: "%.2f", loadTime)) s")
+        print("Data set: \(loaded.name)\(resolved.path.map { " from \($0)" } ?? ""), loaded in \(String(format: "%.2f", loadTime)) s")
         print("Image shape: \(first.channels)x\(first.height)x\(first.width) (channels x height x width)")
         print("Classes: \(loaded.classNames.count)")
         let width = max(5, loaded.classNames.map(\.count).max() ?? 0)

@@ -17,10 +17,14 @@ struct Download: ParsableCommand {
     @Flag(help: "Keep the .tar.gz after unpacking it.")
     var keepArchive = false
 
-    @Option(help: "Seconds without progress before a connection is given up.")
+    @Option(help: "Seconds without progress before a connection is given up (above 0, at most 3600).")
     var timeout: Double = 30
 
     func run() throws {
+        // Checked before anything else: Foundation stops the program on a NaN or infinite timeout.
+        do { try Downloader.checkTimeout(timeout) } catch let error as DataOptionError {
+            throw UserError("--" + error.description)
+        }
         let downloadable = DatasetName.allCases.filter { DatasetDownload.standard($0) != nil }.map(\.rawValue)
         guard let name = DatasetName(rawValue: dataset), let files = DatasetDownload.standard(name) else {
             throw UserError("cannot download '\(dataset)': choose one of \(downloadable.joined(separator: ", "))")
@@ -35,6 +39,8 @@ struct Download: ParsableCommand {
             let counts = loaded.splits.map { "\($0.data.count) \($0.name)" }.joined(separator: ", ")
             print("\(name.rawValue) is ready in \(directory): \(counts) images, \(loaded.classNames.count) classes")
         } catch let error as DataError {
+            throw UserError(error.description)
+        } catch let error as DataOptionError {
             throw UserError(error.description)
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ResNetData
 import ResNetInference
+import ResNetModels
 import ResNetTensors
 import ResNetTraining
 
@@ -34,7 +35,7 @@ struct Evaluate: ParsableCommand {
         guard let name = dataset ?? card.provenance.dataset else {
             throw UserError("\(trained.loaded.url.path): the model card names no data set: pass --dataset and --data")
         }
-        let source = try loadDatasetForUser(name, data ?? (dataset == nil ? card.provenance.dataPath : nil))
+        let source = try loadDatasetForUser(name, data ?? (dataset == nil ? card.provenance.dataPath : nil), imageSize: trained.run?.loadedImageSize)
         let images: ImageDataset
         if split == "test" {
             guard let test = source.split("test") else { throw UserError("\(source.name) has no test split") }
@@ -51,6 +52,9 @@ struct Evaluate: ParsableCommand {
         guard images.classNames.count <= card.classNames.count else {
             throw UserError("the data has \(images.classNames.count) classes; the model has \(card.classNames.count)")
         }
+        try ModelSummary(of: trained.loaded.model, name: card.architecture.name,
+                         input: ImageShape(height: card.input.height, width: card.input.width, channels: card.input.channels),
+                         classes: card.classNames.count).checkFits(batchSize: min(batchSize, images.count), training: false)
         let start = Date()
         let result = try Evaluator(model: trained.loaded.model, imageShape: card.input.shape, classCount: card.classNames.count,
                                    batchSize: batchSize, statistics: statistics, whitening: trained.loaded.whitening)

@@ -1,14 +1,34 @@
 import ArgumentParser
 import Foundation
 import ResNetEngine
+import ResNetTraining
 
 @main
 struct ResNetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet",
         abstract: "Define, train and benchmark residual networks on the CPU (oneDNN \(ComputeEngine.version)).",
+        version: "SwiftResNet \(SwiftResNetVersion.current) (oneDNN \(ComputeEngine.version))",
         subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Bench.self, BenchData.self, BenchKernels.self, Demo.self]
     )
+
+    /// Runs the command; every failure ends in one `Error:` line on standard error and exit
+    /// code 1 (ArgumentParser's own usage errors would print usage text and exit 64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let exit as ExitCode {
+            Foundation.exit(exit.rawValue)
+        } catch {
+            if exitCode(for: error) == .success { self.exit(withError: error) }   // --help, --version
+            let message = fullMessage(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .first { !$0.isEmpty } ?? "\(error)"
+            let line = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            FileHandle.standardError.write(Data("Error: \(line)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
 }
 
 /// Options every compute command shares.

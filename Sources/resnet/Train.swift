@@ -14,7 +14,7 @@ extension Recipe.OptimizerKind: ExpressibleByArgument {}
 extension PrecisionChoice: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 
-/// `--dataset NAME --data PATH`, shared by train, evaluate and dataset-info.
+/// `--dataset NAME --data PATH [--image-size HxW]`, as `train` takes them.
 struct DataChoice: ParsableArguments {
     @Option(help: "Data set: cifar10 (default), cifar100, fashion-mnist, mnist or folder.")
     var dataset: String?
@@ -22,10 +22,11 @@ struct DataChoice: ParsableArguments {
     @Option(help: "Where the data set is: a folder, a .tar.gz or IDX files (default: the per-user cache, see `resnet download`).")
     var data: String?
 
+    @Option(help: "Image folders: bring every image to HxW (e.g. 32x32; default: the first image's size), each side at most \(DataLimits.maximumImageSide).")
+    var imageSize: String?
+
     /// The data set's name, `cifar10` unless given.
     var name: String { dataset ?? "cifar10" }
-
-    func load() throws -> LoadedDataset { try loadDatasetForUser(name, data) }
 }
 
 /// Every recipe setting as an optional flag: a flag given overrides the recipe (and the run file).
@@ -40,7 +41,8 @@ struct RecipeFlags: ParsableArguments {
     @Option(help: "Weight decay.") var weightDecay: Float?
     @Option(help: "Label smoothing (0 to 1).") var labelSmoothing: Float?
     @Option(help: "Augmentations, e.g. flip,crop:4 or flip,shift:0.1:nearest,rotate:15,zoom:0.1,cutout:8, or none.") var augment: String?
-    @Option(help: "Input normalization fitted on the training split: none, channel, pixel or zca (epsilon 0.1).") var normalization: Normalization.Kind?
+    @Option(help: "Input normalization fitted on the training split: none, channel, pixel or zca.") var normalization: Normalization.Kind?
+    @Option(help: "ZCA's epsilon, on pixels scaled to 0...1 (default 0.1; the Keras tutorial's 1e-6 amplifies noise).") var zcaEpsilon: Float?
     @Option(help: "Training images held out for validation (0: no validation, no best checkpoint).") var validation: Int?
 
     /// The library's overrides.
@@ -57,6 +59,7 @@ struct RecipeFlags: ParsableArguments {
         o.labelSmoothing = labelSmoothing
         o.augment = augment
         o.normalization = normalization
+        o.zcaEpsilon = zcaEpsilon
         o.validation = validation
         return o
     }
@@ -109,6 +112,7 @@ struct Train: ParsableCommand {
         r.shortcut = shortcut
         r.dataset = data.dataset
         r.data = data.data
+        r.imageSize = data.imageSize
         r.recipe = recipe
         r.seed = seed
         r.precision = precision
@@ -132,16 +136,26 @@ struct Train: ParsableCommand {
             directory = URL(fileURLWithPath: resume)
             configuration = try Trainer.loadConfiguration(directory)
             if configuration.deterministic { ComputeEngine.shared.setThreadCount(configuration.threads) }
-            loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath)
+            loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath, imageSize: configuration.loadedImageSize)
         } else {
             let asked = request.over(try config.map { try RunRequest.load(runFile: $0) } ?? RunRequest())
-            var data = DataChoice()
-            data.dataset = asked.dataset
-            data.data = asked.data
-            let requested = data.dataset
-            loaded = try loadWithFallback(&data)
-            configuration = try asked.configuration(data: loaded, dataset: data.name, dataPath: data.data,
-                                                    isSample: data.dataset != requested && data.dataset == "folder",
+            let name = asked.dataset ?? "cifar10"
+            guard let kind = DatasetName(rawValue: name.lowercased()) else {
+                throw UserError("unknown data set '\(name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let resolved: LoadedDataset.Resolved
+            do {
+                let size = try asked.imageSize.map(DatasetOptions.parseImageSize)
+                resolved = try LoadedDataset.loadWithFallback(kind, from: asked.data, options: DatasetOptions(imageSize: size),
+                                                              download: true, log: { say($0) })
+            } catch let error as DataError {
+                throw UserError(error.description)
+            } catch let error as DataOptionError {
+                throw UserError("--image-size: \(error.description)")
+            }
+            loaded = resolved.dataset
+            configuration = try asked.configuration(data: loaded, dataset: resolved.name.rawValue, dataPath: resolved.path,
+                                                    isSample: resolved.isSample,
                                                     threads: ComputeEngine.shared.threadCount, log: { say($0) })
             directory = asked.directory(for: configuration)
         }
@@ -151,6 +165,9 @@ struct Train: ParsableCommand {
         let skipTest = self.skipTest || configuration.skipsTest == true
         guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
         let (trainIndices, validationIndices) = try configuration.split(train)
+        if case .zca(let epsilon) = configuration.normalization, !json {
+            say("fitting ZCA whitening (epsilon \(epsilon)) on \(trainIndices.count) training images: a \(train.elementsPerImage)x\(train.elementsPerImage) eigen-decomposition, about 20 s")
+        }
         let trainer = try Trainer(configuration: configuration, training: train.subset(trainIndices),
                                   validation: validationIndices.isEmpty ? nil : train.subset(validationIndices),
                                   test: configuration.monitorsTest == true ? loaded.split("test") : nil,
@@ -232,21 +249,18 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Loads a data set, turning data errors into one-line user errors.
-func loadDatasetForUser(_ name: String, _ path: String?) throws -> LoadedDataset {
-    do { return try loadDataset(named: name, from: path) } catch let error as DataError {
+/// Loads a data set, turning data errors into one-line user errors; `imageSize` (`[H, W]`)
+/// brings an image folder's images to one size, as the run that trained on it did.
+func loadDatasetForUser(_ name: String, _ path: String?, imageSize: [Int]? = nil) throws -> LoadedDataset {
+    guard let kind = DatasetName(rawValue: name.lowercased()) else {
+        throw UserError("unknown data set '\(name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    let size = imageSize.flatMap { $0.count == 2 ? (height: $0[0], width: $0[1]) : nil }
+    do { return try LoadedDataset.load(kind, from: path, options: DatasetOptions(imageSize: size)) } catch let error as DataError {
         throw UserError(error.description)
     } catch let error as DataOptionError {
         throw UserError(error.description)
     }
-}
-
-/// Loads a data set by name, detecting its format from `path`.
-func loadDataset(named name: String, from path: String?) throws -> LoadedDataset {
-    guard let kind = DatasetName(rawValue: name.lowercased()) else {
-        throw DataOptionError("unknown data set '\(name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return try LoadedDataset.load(kind, from: path)
 }
 
 /// `1h05m`, `12m30s` or `45s`.
@@ -262,49 +276,4 @@ func duration(_ seconds: Double) -> String {
 /// order with the progress bar's writes.
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-/// Loads the data set; when CIFAR-10/100 or Fashion-MNIST is not on disk and no path was given,
-/// downloads it, and when that fails for CIFAR-10, trains on the sample the repository ships.
-func loadWithFallback(_ choice: inout DataChoice) throws -> LoadedDataset {
-    do {
-        return try loadDataset(named: choice.name, from: choice.data)
-    } catch DataError.datasetNotFound(let name, _, _) where choice.data == nil {
-        guard let kind = DatasetName(rawValue: name), let download = DatasetDownload.standard(kind) else { throw UserError("\(name) not found") }
-        say("\(name) is not in \(kind.cacheDirectory): downloading it")
-        do {
-            try Downloader(log: { say($0) }).download(download, to: kind.cacheDirectory)
-            return try loadDatasetForUser(choice.name, nil)
-        } catch {
-            guard kind == .cifar10 else { throw UserError("\(error)") }
-            let sample = try extractShippedSample()
-            say("download failed (\(error)); training on the CIFAR-10 sample shipped with SwiftResNet (5,000 training, 1,000 test images): far too small for the paper's accuracy")
-            choice.dataset = "folder"
-            choice.data = sample
-            return try loadDatasetForUser("folder", sample)
-        }
-    } catch let error as DataError {
-        throw UserError(error.description)
-    }
-}
-
-/// Unpacks `data/cifar10-sample.tar.gz` of the source tree (or `RESNET_SAMPLE`) into the cache once.
-func extractShippedSample() throws -> String {
-    let environment = ProcessInfo.processInfo.environment
-    let archive = environment["RESNET_SAMPLE"] ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("data/cifar10-sample.tar.gz").path
-    let destination = DatasetName.folder.cacheDirectory
-    let root = destination + "/cifar10-sample"
-    if FileManager.default.fileExists(atPath: root + "/train") { return root }
-    guard FileManager.default.fileExists(atPath: archive) else {
-        throw UserError("CIFAR-10 is not on disk, cannot be downloaded, and the shipped sample \(archive) is missing: run `resnet download cifar10` or pass --data")
-    }
-    try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
-    let tar = Process()
-    tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
-    tar.arguments = ["-xzf", archive, "-C", destination]
-    try tar.run()
-    tar.waitUntilExit()
-    guard tar.terminationStatus == 0 else { throw UserError("\(archive): cannot unpack the sample (tar exit \(tar.terminationStatus))") }
-    return root
 }

@@ -157,4 +157,82 @@ struct FormatFuzzTests {
         print("tar fuzz: \(cases) inputs, \(parsed) parsed, \(cases - parsed) rejected, in \(elapsed)")
         #expect(elapsed < .seconds(10))
     }
+
+    @Test("Tar headers and pax records declaring absurd sizes are refused or stay within the archive")
+    func absurdTarSizes() throws {
+        var rng = SplitMix64(seed: 0x7A25)
+        let seed = makeTar([("a/one.bin", randomBytes(700, using: &rng)), ("b.bin", randomBytes(10, using: &rng))], directories: ["a"])
+        /// Rewrites the header at `offset`: its size field, then its checksum, so that only the size is wrong.
+        func withSize(_ field: [UInt8], at offset: Int, in tar: [UInt8]) -> [UInt8] {
+            var tar = tar
+            tar.replaceSubrange((offset + 124)..<(offset + 136), with: field)
+            tar.replaceSubrange((offset + 148)..<(offset + 156), with: [UInt8](repeating: 32, count: 8))
+            let sum = tar[offset..<(offset + 512)].reduce(0) { $0 + Int($1) }
+            tar.replaceSubrange((offset + 148)..<(offset + 156), with: Array(String(sum, radix: 8).leftPadded(to: 6).utf8) + [0, 32])
+            return tar
+        }
+        let fields: [[UInt8]] = [
+            Array("77777777777".utf8) + [0],                           // 8 GiB - 1, octal
+            [0x80] + [UInt8](repeating: 0xFF, count: 11),             // base-256, beyond Int
+            [0x80, 0, 0, 0] + [0x7F] + [UInt8](repeating: 0xFF, count: 7),  // base-256, Int.max
+            [0xFF] + [UInt8](repeating: 0xFF, count: 11),             // base-256, negative
+            Array("00000001000".utf8) + [0],                          // 512: more than the data there
+        ]
+        var cases = 0
+        for offset in [0, 512, 1536 + 512] where offset + 512 <= seed.count {
+            for field in fields {
+                cases += 1
+                let tar = withSize(field, at: offset, in: seed)
+                if let archive = Self.check("size-\(cases).tar", { try TarArchive(bytes: tar, path: "size-\(cases).tar") }) {
+                    for entry in archive.entries { #expect(entry.range.upperBound <= tar.count) }
+                }
+            }
+        }
+        // pax `size` records: huge, beyond Int, negative, not a number; "3" (the true size) is the control.
+        for value in ["3", "99999999999999999999", "9223372036854775807", "9223372036854775800", "-1", "1e9", "0x10"] {
+            let record = " size=\(value)\n"
+            let text = "\(record.utf8.count + String(record.utf8.count + 2).count)\(record)"
+            let pax = makeTar([("PaxHeaders/b.bin", Array(text.utf8)), ("b.bin", [1, 2, 3])])
+            var tar = pax
+            tar[156] = UInt8(ascii: "x")  // the first member is the pax header of the second
+            tar = withSize(Array(String(text.utf8.count, radix: 8).leftPadded(to: 11).utf8) + [0], at: 0, in: tar)
+            cases += 1
+            let archive = Self.check("pax-\(value).tar", { try TarArchive(bytes: tar, path: "pax-\(value).tar") })
+            if value == "3" {
+                #expect(archive?.entries.map(\.name) == ["b.bin"] && archive?.entries.first?.range.count == 3)
+            } else {
+                // Each of these sizes is malformed or larger than the archive: none may parse.
+                #expect(archive == nil, "\(value)")
+            }
+        }
+        #expect(cases >= 20)
+    }
+
+    @Test("Pickled arrays with absurd shapes are refused before any product can overflow")
+    func absurdPickleShapes() throws {
+        var rng = SplitMix64(seed: 0x5A9E)
+        let extremes = [0, 1, 3, 32, 3072, 1 << 31, 1 << 40, 1 << 62, Int.max]
+        var parsed = 0
+        for i in 0..<500 {
+            let shape = (0..<Int.random(in: 1...4, using: &rng)).map { _ in extremes[Int.random(in: 0..<extremes.count, using: &rng)] }
+            let path = "shape-\(i).pkl"
+            guard let value = Self.check(path, { try Pickle.parse(InputBoundsTests.frombufferPickle(shape: shape)[...], path: path) }) else {
+                continue
+            }
+            parsed += 1
+            guard case .array(let array)? = value["data"] else {
+                Issue.record("\(path): no array")
+                continue
+            }
+            #expect(array.count == 0 && DataLimits.product(array.shape) == 0)
+            for start in 0..<array.shape.count { #expect(DataLimits.product(Array(array.shape[start...])) != nil, "\(shape)") }
+            var images: [UInt8] = [], labels: [Int32] = []
+            Self.check(path) { try CIFAR.appendPython(value, variant: .cifar10, labels: .fine, path: path, images: &images, labelValues: &labels) }
+        }
+        #expect(parsed > 10)
+    }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

@@ -119,4 +119,69 @@ struct FuzzTests {
         #expect(cases > 5000)
         #expect(elapsed < .seconds(10))
     }
+
+    @Test("Absurd IDX dimensions: whatever parses has products that cannot overflow; loaders refuse impossible sides")
+    func absurdHeaders() throws {
+        var rng = SplitMix64(seed: 0xAB5D)
+        let extremes = [0, 1, 2, 28, 4_096, 4_097, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF]
+        var cases = 0, parsed = 0
+        for _ in 0..<3000 {
+            let rank = Int.random(in: 1...4, using: &rng)
+            let dims = (0..<rank).map { _ in
+                Bool.random(using: &rng) ? extremes[Int.random(in: 0..<extremes.count, using: &rng)] : Int.random(in: 0...6, using: &rng)
+            }
+            let product = DataLimits.product(dims)
+            let payload = product.map { $0 <= 64 ? randomBytes($0, using: &rng) : randomBytes(8, using: &rng) } ?? []
+            cases += 1
+            guard let array = Self.check(makeIDX(dimensions: dims, payload: payload), path: "absurd-\(cases)") else { continue }
+            parsed += 1
+            // Every partial product (a reader's height x width, say) is representable.
+            for start in 0..<dims.count { #expect(DataLimits.product(Array(array.dimensions[start...])) != nil, "\(dims)") }
+        }
+        // Rank-3 files through the Fashion-MNIST loader: empty files with absurd sides are refused.
+        try withTemporaryDirectory { dir in
+            try write(makeIDX(dimensions: [0], payload: []), to: dir, name: "train-labels-idx1-ubyte")
+            for _ in 0..<100 {
+                let dims = [0] + (0..<2).map { _ in extremes[Int.random(in: 0..<extremes.count, using: &rng)] }
+                let path = try write(makeIDX(dimensions: dims, payload: []), to: dir, name: "train-images-idx3-ubyte")
+                cases += 1
+                do {
+                    let data = try FashionMNIST.load(directory: dir, split: .train)
+                    #expect((1...DataLimits.maximumImageSide).contains(data.height) && (1...DataLimits.maximumImageSide).contains(data.width))
+                    #expect(data.count == 0)
+                } catch let error as DataError {
+                    #expect(error.path == path, "\(error)")
+                }
+            }
+        }
+        print("absurd IDX headers: \(cases) inputs, \(parsed) parsed")
+        #expect(parsed > 100)
+    }
+
+    @Test("Gzip bombs and random multi-member streams never decompress past the limit")
+    func gzipBombs() throws {
+        var rng = SplitMix64(seed: 0xB0B)
+        let members = [gzip([UInt8](repeating: 0, count: 1 << 16), level: 9), gzip(randomBytes(1000, using: &rng)),
+                       gzip([UInt8](repeating: 0xAA, count: 300_000), level: 1)]
+        for i in 0..<300 {
+            var data: [UInt8] = []
+            var total = 0
+            for _ in 0..<Int.random(in: 1...40, using: &rng) {
+                let k = Int.random(in: 0..<members.count, using: &rng)
+                data += members[k]
+                total += [1 << 16, 1000, 300_000][k]
+            }
+            let limit = Int.random(in: 0...(2 * total), using: &rng)
+            do {
+                let output = try GzipReader.decompress(data, path: "bomb-\(i).gz", maximumSize: limit)
+                #expect(output.count == total && total <= limit)
+            } catch let error as DataError {
+                guard case .tooLarge(let path, _, let errorLimit, _) = error else {
+                    Issue.record("bomb-\(i): \(error)")
+                    continue
+                }
+                #expect(path == "bomb-\(i).gz" && errorLimit == limit && total > limit)
+            }
+        }
+    }
 }

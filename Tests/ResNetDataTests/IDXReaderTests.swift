@@ -182,12 +182,9 @@ struct IDXReaderTests {
             let path = dir + "/does-not-exist.idx"
             #expect(throws: DataError.fileNotFound(path: path)) { try IDXArray.read(path: path) }
             expectDescription(of: { try IDXArray.read(path: path) }, contains: [path, "not found"])
-            let error = #expect(throws: DataError.self) { try IDXArray.read(path: dir) }
-            guard case .readFailed(let errorPath, _) = error else {
-                Issue.record("expected .readFailed for a directory, got \(String(describing: error))")
-                return
-            }
-            #expect(errorPath == dir)
+            // A folder is refused before it is opened, like any file that is not a regular file.
+            #expect(throws: DataError.notARegularFile(path: dir, kind: "a folder")) { try IDXArray.read(path: dir) }
+            expectDescription(of: { try IDXArray.read(path: dir) }, contains: [dir, "not a regular file but a folder"])
         }
     }
 }

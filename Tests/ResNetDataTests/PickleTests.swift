@@ -70,7 +70,11 @@ struct PickleTests {
           .enabled(if: pythonAvailable, "needs python3 with numpy (or pip to install it into ~/.cache/swiftresnet-test/venv)"),
           arguments: PythonFixtures.variants)
     func pythonVariant(variant: String) throws {
-        guard case .success(let root) = PythonFixtures.full else { return }
+        // The trait above skips (visibly) when the fixtures are unavailable; reaching here without them is a failure.
+        guard case .success(let root) = PythonFixtures.full else {
+            Issue.record("Python fixtures unavailable: \(Self.pythonSkip)")
+            return
+        }
         let binary10 = try CIFAR.load(.cifar10, from: root + "/bin10")
         let python10 = try CIFAR.load(.cifar10, from: root + "/py10-" + variant)
         #expect(python10.classNames == binary10.classNames)

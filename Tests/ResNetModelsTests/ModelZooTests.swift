@@ -153,7 +153,7 @@ struct ModelZooTests {
         #expect(message { try build("resnet50", input: ImageShape(height: 16, width: 16, channels: 3)) }
             .contains("at least 32x32"))
         #expect(message { try build("svgg", input: ImageShape(height: 4, width: 4, channels: 3)) }.contains("at least 8x8"))
-        #expect(message { try build("resnet20", classes: 0) }.contains("at least 1"))
+        #expect(message { try build("resnet20", classes: 0) }.contains("classes must be in 1...1000000, got 0"))
         #expect(message { try ImageShape(parsing: "32x32") }.contains("HxWxC"))
         #expect(try ImageShape(parsing: "64x48x1") == ImageShape(height: 64, width: 48, channels: 1))
     }
@@ -411,5 +411,32 @@ struct NetworkGradientTests {
             #expect(shared[name]! == values, "\(name)")
             #expect(values.contains { $0 != 0 }, "\(name) has a gradient")
         }
+    }
+}
+
+@Suite("Model size bounds")
+struct ModelBoundTests {
+    @Test("the parameter bound is at least every network's real count, and not far above it",
+          arguments: ["resnet20", "resnet110", "resnet164v2", "resnet18", "resnet50", "plain34", "wrn-16-8", "svgg"])
+    func boundHolds(name: String) throws {
+        let definition = try ModelDefinition(name: name, options: ModelOptions(shortcut: .c))
+        let model = try definition.build()
+        let real = model.namedParameters().reduce(0) { $0 + $1.1.count }
+        let bound = try #require(definition.parameterBound(input: definition.defaultInput, classes: definition.defaultClasses))
+        #expect(bound >= real, "\(name): bound \(bound) below \(real)")
+        #expect(Double(bound) <= 1.5 * Double(real), "\(name): bound \(bound) far above \(real)")
+    }
+
+    @Test("absurd sizes are refused before anything is allocated")
+    func absurd() {
+        func message(_ body: () throws -> Any) -> String { do { _ = try body(); return "" } catch { return "\(error)" } }
+        #expect(message { try build("resnet20", classes: 100_000_000_000) }.contains("classes must be in 1...1000000"))
+        #expect(message { try build("resnet9999999999998") }.contains("more than 1000000000 parameters"))
+        #expect(message { try build("wrn-28-100000") }.contains("widening factor must be in 1...1024"))
+        #expect(message { try build("wrn-28-1000") }.contains("more than 1000000000 parameters"))
+        #expect(message { try build("svgg", input: ImageShape(height: 4_000, width: 4_000, channels: 3), classes: 1_000) }
+            .contains("more than 1000000000 parameters"))
+        #expect(message { try build("resnet20", input: ImageShape(height: 100_000, width: 100_000, channels: 3)) }.contains("at most 4096"))
+        #expect(message { try build("resnet20", input: ImageShape(height: 32, width: 32, channels: 7)) }.contains("1 to 4 channels"))
     }
 }

@@ -221,16 +221,29 @@ struct PlotTests {
         }
     }
 
-    @Test("the prediction sampler keeps the first right and wrong predictions")
+    @Test("the prediction sampler takes right and wrong predictions across the classes, seeded, in any recording order")
     func sampler() {
-        let sampler = PredictionSampler(labels: [0, 1, 1, 0, 1], right: 1, wrong: 2)
-        for (i, p) in [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]].enumerated() {
-            let floats = p.map(Float.init)
-            floats.withUnsafeBufferPointer { sampler.record(i, $0) }
+        // 1,000 images sorted by class (as a folder of CIFAR-10 is): 100 per class, every
+        // fourth one wrong.
+        let labels = (0..<1_000).map { Int32($0 / 100) }
+        func run(seed: UInt64, order: [Int]) -> [PredictionSampler.Entry] {
+            let sampler = PredictionSampler(labels: labels, right: 16, wrong: 8, seed: seed)
+            for i in order {
+                var p = [Float](repeating: 0.01, count: 10)
+                p[i % 4 == 0 ? (Int(labels[i]) + 1) % 10 : Int(labels[i])] = 0.91
+                p.withUnsafeBufferPointer { sampler.record(i, $0) }
+            }
+            return sampler.predictions
         }
-        #expect(sampler.predictions.map(\.index) == [0, 1, 3])
-        #expect(sampler.predictions.map(\.predicted) == [0, 0, 1])
-        #expect(sampler.predictions[1].confidence == 0.8)
+        let chosen = run(seed: 0, order: Array(0..<1_000))
+        #expect(chosen.count == 24)
+        let right = chosen.prefix(16), wrong = chosen.suffix(8)
+        #expect(Set(right.map { labels[$0.index] }).count == 10, "every class among the right ones")
+        #expect(Set(wrong.map { labels[$0.index] }).count == 8, "eight classes among the wrong ones")
+        #expect(right.allSatisfy { Int(labels[$0.index]) == $0.predicted } && wrong.allSatisfy { Int(labels[$0.index]) != $0.predicted })
+        #expect(right.first?.confidence == 0.91)
+        #expect(run(seed: 0, order: Array((0..<1_000).reversed())).map(\.index) == chosen.map(\.index), "order does not matter")
+        #expect(run(seed: 1, order: Array(0..<1_000)).map(\.index) != chosen.map(\.index), "the seed does")
     }
 
     @Test("image grid: header, row labels, one tile per image")

@@ -360,6 +360,9 @@ struct ValidationTests {
         recipe = .fast
         recipe.batchSize = 0
         #expect(message { try recipe.validated() }.contains("batch size 0"))
+        recipe = .fast
+        recipe.augmentations = [.padCrop(padding: -4, fill: .constant)]
+        #expect(message { try recipe.validated() }.contains("recipe fast: augmentation"))
         for r in Recipe.presets { #expect(message { try r.validated() } == "", "\(r.name)") }
 
         let good = RunConfiguration(model: "resnet20", modelOptions: ModelOptions(), imageShape: [3, 32, 32],
