@@ -12,6 +12,18 @@ public enum Initializer: Sendable {
     /// Every value the same.
     case constant(Float)
 
+    /// The initializers a user names (`--initializer`): `he-normal-fan-out` (torchvision's
+    /// convolutions), `he-normal-fan-in` (Keras's `he_normal`), `glorot-uniform` (Keras's default).
+    public static let named: [(name: String, initializer: Initializer)] = [
+        ("he-normal-fan-out", .heNormal(.fanOut)), ("he-normal-fan-in", .heNormal(.fanIn)), ("glorot-uniform", .glorotUniform),
+    ]
+
+    /// The initializer called `name` (see ``named``).
+    public init?(name: String) {
+        guard let found = Self.named.first(where: { $0.name == name.lowercased() }) else { return nil }
+        self = found.initializer
+    }
+
     /// Writes initial values into `parameter`.
     public func fill(_ parameter: Parameter, using generator: inout SeededGenerator) {
         let (fanIn, fanOut) = parameter.fans

@@ -9,7 +9,9 @@ public final class Conv2D: Module, Layer {
     public let bias: Parameter?
     public let stride: (Int, Int)
     public let padding: (Int, Int)
-    public let initializer: Initializer
+    /// How ``resetParameters(using:)`` draws the weights; a model may change it before
+    /// initializing (e.g. Keras's He normal with fan-in).
+    public var initializer: Initializer
 
     /// - Parameters:
     ///   - inputChannels, outputChannels: channel counts.

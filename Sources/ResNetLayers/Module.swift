@@ -22,6 +22,12 @@ open class Module {
     /// The name used in error messages: the dotted path, or the type for an unnamed root.
     public var label: String { path.isEmpty ? String(describing: type(of: self)) : path }
 
+    /// Calls `body` on this module and every module under it, parents first.
+    public func visit(_ body: (Module) -> Void) {
+        body(self)
+        for (_, child) in namedChildren { child.visit(body) }
+    }
+
     /// Direct children and their names. The default reflects over stored properties.
     open var namedChildren: [(String, Module)] {
         reflectedProperties().compactMap { name, value in (value as? Module).map { (name, $0) } }

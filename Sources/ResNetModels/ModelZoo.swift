@@ -37,13 +37,17 @@ public struct ModelOptions: Sendable, Equatable, Codable {
     public var zeroInitializedResidual = false
     /// Dropout of Wide ResNets (default 0.3) and of svgg's dense layer (default 0.5).
     public var dropout: Float?
+    /// How convolution weights are drawn, by ``Initializer/named`` name (default
+    /// `he-normal-fan-out`, torchvision's; the Keras tutorials use `he-normal-fan-in`).
+    public var initializer: String?
 
     public init(shortcut: ShortcutOption = .b, strideOnFirst1x1: Bool = false,
-                zeroInitializedResidual: Bool = false, dropout: Float? = nil) {
+                zeroInitializedResidual: Bool = false, dropout: Float? = nil, initializer: String? = nil) {
         self.shortcut = shortcut
         self.strideOnFirst1x1 = strideOnFirst1x1
         self.zeroInitializedResidual = zeroInitializedResidual
         self.dropout = dropout
+        self.initializer = initializer
     }
 }
 
@@ -63,6 +67,8 @@ public struct ModelDefinition: Sendable {
     /// The class count it was designed for.
     public let defaultClasses: Int
     let dropout: Float?
+    /// Replaces every convolution's initializer when set.
+    let convolutionInitializer: Initializer?
 
     /// The networks listed by name in help and error messages (any valid depth works too).
     public static let knownNames = [
@@ -76,7 +82,18 @@ public struct ModelDefinition: Sendable {
     public init(name rawName: String, options: ModelOptions = ModelOptions()) throws {
         let name = rawName.lowercased()
         self.name = name
+        if let dropout = options.dropout, !(dropout >= 0 && dropout < 1) {
+            throw ModelError.invalidArgument("dropout must be in 0..<1, got \(dropout)")
+        }
         dropout = options.dropout
+        if let initializer = options.initializer {
+            guard let chosen = Initializer(name: initializer) else {
+                throw ModelError.invalidArgument("unknown initializer '\(initializer)'; known: \(Initializer.named.map(\.name).joined(separator: ", "))")
+            }
+            convolutionInitializer = chosen
+        } else {
+            convolutionInitializer = nil
+        }
         let cifarInput = ImageShape(height: 32, width: 32, channels: 3)
         if name == "svgg" {
             configuration = nil
@@ -180,10 +197,20 @@ public struct ModelDefinition: Sendable {
             throw ModelError.inputTooSmall("\(name) needs an input of at least \(minimumInputSize)x\(minimumInputSize) "
                 + "(it downsamples by \(minimumInputSize)), got \(input.height)x\(input.width)")
         }
-        guard let configuration else {
-            return try SimpleVGG(inputChannels: input.channels, height: input.height, width: input.width,
-                                 classes: classes, dropout: dropout ?? 0.5)
+        let model: any Layer
+        if let configuration {
+            model = try ResNet(configuration, inputChannels: input.channels, classes: classes)
+        } else {
+            model = try SimpleVGG(inputChannels: input.channels, height: input.height, width: input.width,
+                                  classes: classes, dropout: dropout ?? 0.5)
         }
-        return try ResNet(configuration, inputChannels: input.channels, classes: classes)
+        if let convolutionInitializer {
+            model.visit { module in
+                guard let convolution = module as? Conv2D else { return }
+                convolution.initializer = convolutionInitializer
+                DefaultGenerator.with { convolution.resetParameters(using: &$0) }
+            }
+        }
+        return model
     }
 }

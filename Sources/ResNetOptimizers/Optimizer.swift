@@ -14,8 +14,8 @@ import ResNetTensors
 /// Keys are `"<key>.<slot>"`, where `<key>` is the parameter's `name`, or
 /// `"param<i>"` for a parameter with an empty name, `i` being its position in the
 /// order the optimizer first saw trainable parameters (0-based, counting named ones
-/// too). Slots: `momentum` for ``SGD`` (with momentum), and `exp_avg`, `exp_avg_sq`
-/// and `step` (one element, an integer) for ``Adam`` and ``AdamW``. A parameter whose
+/// too). Slots: `momentum` for ``SGD`` (with momentum), `exp_avg`, `exp_avg_sq`
+/// and `step` (one element, an integer) for ``Adam`` and ``AdamW``, `square_avg` for ``RMSprop``. A parameter whose
 /// state has not been created by a step yet has no entries.
 public protocol Optimizer: AnyObject {
     /// The step size used by the next ``update(_:)``. Must be finite and `>= 0`

@@ -366,6 +366,59 @@ public final class PredictionSampler {
     }
 }
 
+// MARK: - Curves of several runs
+
+/// One line of a ``CurvePanel``.
+public struct CurveSeries {
+    public var label: String
+    public var color: Color
+    /// Pixels: the paper's figures draw training error thin and test error bold.
+    public var thickness: Int
+    /// `(x, y)`; a `nil` y is skipped.
+    public var points: [(Double, Double?)]
+    public init(label: String, color: Color, thickness: Int, points: [(Double, Double?)]) {
+        self.label = label
+        self.color = color
+        self.thickness = thickness
+        self.points = points
+    }
+}
+
+/// A plot of several series with its own title and legend.
+public struct CurvePanel {
+    public var title: String
+    public var series: [CurveSeries]
+    public var legend: [(String, Color)]
+    public init(title: String, series: [CurveSeries], legend: [(String, Color)]) {
+        self.title = title
+        self.series = series
+        self.legend = legend
+    }
+}
+
+/// Writes panels side by side sharing one x and y range (`yRange`, or the data's), as the
+/// paper's Fig. 6 puts plain networks beside ResNets.
+public func writeCurvePanels(_ panels: [CurvePanel], title: String, xLabel: String, yLabel: String,
+                             yRange: (Double, Double)?, to path: String) throws {
+    let panelWidth = 760, s = 2
+    var canvas = Canvas(width: 120 + panels.count * (panelWidth + 110), height: 760)
+    canvas.drawText(title, x: canvas.width / 2, y: 16, PlotStyle.text, scale: 3, alignment: .center)
+    let all = panels.flatMap(\.series).flatMap(\.points)
+    let xs = all.map(\.0).filter(\.isFinite), ys = all.compactMap(\.1).filter(\.isFinite)
+    let xTicks = linearTicks(0, max(xs.max() ?? 1, 1), maximum: 7, integral: true)
+    let yTicks = yRange.map { linearTicks($0.0, $0.1, maximum: 6) } ?? linearTicks(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 2), maximum: 7)
+    let top = 190, bottom = canvas.height - 90
+    for (k, panel) in panels.enumerated() {
+        let x = 120 + k * (panelWidth + 110)
+        let frame = PlotFrame(x: x, y: top, width: panelWidth, height: bottom - top, x: (xTicks.values.first!, xTicks.values.last!),
+                              y: (yTicks.values.first!, yTicks.values.last!))
+        drawLegend(&canvas, panel.legend, centerX: x + panelWidth / 2, y: 70 + 0, scale: s)
+        drawAxes(&canvas, frame, title: "\(panel.title) (\(yLabel))", xTicks: xTicks, yTicks: yTicks, xLabel: xLabel, scale: s)
+        for series in panel.series { drawSeries(&canvas, frame, series.points, series.color, marker: nil, thickness: series.thickness) }
+    }
+    try canvas.writePNG(path: path)
+}
+
 // MARK: - Image grid
 
 /// Writes rows of images as a PNG grid with a header row of `columnLabels` and a label at the
@@ -565,12 +618,14 @@ enum Marker { case circle, square }
 
 /// A polyline through the non-nil, finite points (missing ones are skipped, so a validation
 /// every few epochs still draws a curve), with a marker on each point.
-func drawSeries(_ canvas: inout Canvas, _ frame: PlotFrame, _ points: [(Double, Double?)], _ color: Color, marker: Marker?) {
+func drawSeries(_ canvas: inout Canvas, _ frame: PlotFrame, _ points: [(Double, Double?)], _ color: Color, marker: Marker?,
+                thickness: Int = 3) {
     var previous: (Double, Double)?
     for (x, value) in points {
         guard let value, value.isFinite, !(frame.logY && value <= 0) else { continue }
-        let p = (frame.px(x), frame.py(value))
-        if let previous { canvas.drawLine(from: previous.0, previous.1, to: p.0, p.1, color, thickness: 3) }
+        // Values beyond a fixed range are drawn at its edge.
+        let p = (frame.px(x), frame.py(min(max(value, frame.yDomain.0), frame.yDomain.1)))
+        if let previous { canvas.drawLine(from: previous.0, previous.1, to: p.0, p.1, color, thickness: thickness) }
         previous = p
     }
     guard let marker else { return }

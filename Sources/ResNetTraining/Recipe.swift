@@ -6,7 +6,7 @@ import ResNetOptimizers
 /// Every setting of a training run that is not the model or the data: a named preset that a
 /// user can list (`resnet train --list-recipes`), load from a file and override flag by flag.
 public struct Recipe: Codable, Sendable, Equatable {
-    public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case sgd, adam, adamw }
+    public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case sgd, adam, adamw, rmsprop }
 
     /// How long to train.
     public enum Duration: Codable, Sendable, Equatable {
@@ -145,6 +145,8 @@ public struct Recipe: Codable, Sendable, Equatable {
         case .sgd: return try SGD(learningRate: rate, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
         case .adam: return try Adam(learningRate: rate, weightDecay: weightDecay)
         case .adamw: return try AdamW(learningRate: rate, weightDecay: weightDecay)
+        // Keras's decay (rho 0.9), as the Keras tutorial's small VGG trains with.
+        case .rmsprop: return try RMSprop(learningRate: rate, alpha: 0.9, weightDecay: weightDecay)
         }
     }
 }

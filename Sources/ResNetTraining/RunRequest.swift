@@ -24,6 +24,14 @@ public struct RecipeOverrides: Sendable, Equatable {
     /// 0.1; the Keras tutorial uses 1e-6, which amplifies pixel noise far more).
     public var zcaEpsilon: Float?
     public var validation: Int?
+    /// ReduceLROnPlateau: `none`, or `FACTOR:PATIENCE[:COOLDOWN[:MIN_LR]]` (the Keras example's
+    /// is `0.316:5:0:5e-7`).
+    public var plateau: String?
+    /// The validation metric plateau watches: `loss` or `accuracy`.
+    public var plateauMonitor: String?
+    /// Early stopping on validation accuracy: `none`, or `PATIENCE[:EVERY_BATCHES]` (evaluations
+    /// at epochs' ends, or every that many batches, as the PyTorch note's `5:50`).
+    public var earlyStopping: String?
 
     public init() {}
 
@@ -32,7 +40,8 @@ public struct RecipeOverrides: Sendable, Equatable {
         [("--epochs", epochs != nil), ("--iterations", iterations != nil), ("--batch-size", batchSize != nil), ("--lr", lr != nil),
          ("--optimizer", optimizer != nil), ("--momentum", momentum != nil), ("--nesterov", nesterov != nil),
          ("--weight-decay", weightDecay != nil), ("--label-smoothing", labelSmoothing != nil), ("--augment", augment != nil),
-         ("--normalization", normalization != nil), ("--zca-epsilon", zcaEpsilon != nil), ("--validation", validation != nil)]
+         ("--normalization", normalization != nil), ("--zca-epsilon", zcaEpsilon != nil), ("--validation", validation != nil),
+         ("--plateau", plateau != nil), ("--plateau-monitor", plateauMonitor != nil), ("--early-stopping", earlyStopping != nil)]
             .filter(\.1).map(\.0)
     }
 
@@ -52,6 +61,9 @@ public struct RecipeOverrides: Sendable, Equatable {
         r.normalization = normalization ?? other.normalization
         r.zcaEpsilon = zcaEpsilon ?? other.zcaEpsilon
         r.validation = validation ?? other.validation
+        r.plateau = plateau ?? other.plateau
+        r.plateauMonitor = plateauMonitor ?? other.plateauMonitor
+        r.earlyStopping = earlyStopping ?? other.earlyStopping
         return r
     }
 
@@ -83,6 +95,37 @@ public struct RecipeOverrides: Sendable, Equatable {
             guard recipe.normalization == .zca else { throw bad("--zca-epsilon applies to --normalization zca only") }
         }
         if let validation { guard validation >= 0 else { throw bad("--validation must be >= 0, got \(validation)") }; recipe.validationCount = validation }
+        if let plateauMonitor {
+            guard ["loss", "accuracy"].contains(plateauMonitor) else { throw bad("--plateau-monitor must be loss or accuracy, got '\(plateauMonitor)'") }
+            recipe.plateauMonitor = plateauMonitor
+        }
+        if let plateau {
+            if plateau == "none" {
+                recipe.plateau = nil
+            } else {
+                let parts = plateau.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                guard (2...4).contains(parts.count), let factor = Float(parts[0]), factor.isFinite, factor > 0, factor < 1,
+                      let patience = Int(parts[1]), patience >= 0,
+                      let cooldown = parts.count > 2 ? Int(parts[2]) : 0, cooldown >= 0,
+                      let minimum = parts.count > 3 ? Float(parts[3]) : 0, minimum.isFinite, minimum >= 0 else {
+                    throw bad("--plateau must be none or FACTOR:PATIENCE[:COOLDOWN[:MIN_LR]] with 0 < FACTOR < 1, e.g. 0.316:5:0:5e-7; got '\(plateau)'")
+                }
+                recipe.plateau = ReduceLROnPlateau(factor: factor, patience: patience, cooldown: cooldown, minimumLearningRate: minimum)
+            }
+        }
+        if var p = recipe.plateau { p.maximize = recipe.plateauMonitor == "accuracy"; recipe.plateau = p }
+        if let earlyStopping {
+            if earlyStopping == "none" {
+                recipe.earlyStopping = nil
+            } else {
+                let parts = earlyStopping.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                let every = parts.count > 1 ? Int(parts[1]) : nil
+                guard (1...2).contains(parts.count), let patience = Int(parts[0]), patience >= 1, parts.count == 1 || (every ?? 0) >= 1 else {
+                    throw bad("--early-stopping must be none or PATIENCE[:EVERY_BATCHES], e.g. 5 or 5:50; got '\(earlyStopping)'")
+                }
+                recipe.earlyStopping = Recipe.EarlyStop(patience: patience, everyBatches: every)
+            }
+        }
     }
 }
 
@@ -102,6 +145,12 @@ public struct RunRequest: Sendable, Equatable {
     public var monitorTest: Bool?
     public var skipTest: Bool?
     public var deterministic: Bool?
+    /// Model options (``ModelOptions``): dropout, the convolutions' initializer, bottlenecks
+    /// striding their first 1x1, zero-initialized last batch norm of each residual branch.
+    public var dropout: Float?
+    public var initializer: String?
+    public var strideOnFirst1x1: Bool?
+    public var zeroInitializedResidual: Bool?
     /// A whole schedule (run files only), replacing the recipe's before the overrides apply.
     public var schedule: LearningRateSchedule?
     public var overrides = RecipeOverrides()
@@ -123,6 +172,10 @@ public struct RunRequest: Sendable, Equatable {
         r.monitorTest = monitorTest ?? file.monitorTest
         r.skipTest = skipTest ?? file.skipTest
         r.deterministic = deterministic ?? file.deterministic
+        r.dropout = dropout ?? file.dropout
+        r.initializer = initializer ?? file.initializer
+        r.strideOnFirst1x1 = strideOnFirst1x1 ?? file.strideOnFirst1x1
+        r.zeroInitializedResidual = zeroInitializedResidual ?? file.zeroInitializedResidual
         r.schedule = schedule ?? file.schedule
         r.overrides = overrides.over(file.overrides)
         return r
@@ -133,7 +186,9 @@ public struct RunRequest: Sendable, Equatable {
     public var settingsThatChangeARun: [String] {
         [("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", dataset != nil), ("--data", data != nil), ("--image-size", imageSize != nil),
          ("--recipe", recipe != nil), ("--seed", seed != nil), ("--run-dir", runDirectory != nil), ("--precision", precision != nil),
-         ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil), ("schedule", schedule != nil)]
+         ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil), ("--dropout", dropout != nil),
+         ("--initializer", initializer != nil), ("--stride-on-first1x1", strideOnFirst1x1 != nil),
+         ("--zero-init-residual", zeroInitializedResidual != nil), ("schedule", schedule != nil)]
             .filter(\.1).map(\.0) + overrides.given
     }
 
@@ -182,7 +237,9 @@ public struct RunRequest: Sendable, Equatable {
         if case .zca = normalization, let epsilon = overrides.zcaEpsilon { normalization = .zca(epsilon: epsilon) }
         let precision = (self.precision ?? .auto).resolved
         return try RunConfiguration(
-            model: model, modelOptions: ModelOptions(shortcut: shortcut),
+            model: model, modelOptions: ModelOptions(shortcut: shortcut, strideOnFirst1x1: strideOnFirst1x1 ?? false,
+                                                     zeroInitializedResidual: zeroInitializedResidual ?? false, dropout: dropout,
+                                                     initializer: initializer),
             imageShape: [train.channels, train.height, train.width], classNames: data.classNames,
             dataset: dataset, dataPath: dataPath.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
             recipe: recipe, seed: seed ?? 0, normalization: normalization, trainingCount: trainIndices.count,
@@ -203,7 +260,8 @@ public struct RunRequest: Sendable, Equatable {
     /// The keys a run file may hold: `resnet train`'s options in snake_case.
     public static let runFileKeys = [
         "model", "shortcut", "dataset", "data", "image_size", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
-        "deterministic", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
+        "deterministic", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
+        "early_stopping", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
         "label_smoothing", "augment", "normalization", "zca_epsilon", "validation",
     ]
     /// A run file is a page of options: larger files, or more nesting, are refused before parsing.
@@ -285,6 +343,13 @@ private struct RunFile: Decodable {
     var monitorTest: Bool?
     var skipTest: Bool?
     var deterministic: Bool?
+    var dropout: Float?
+    var initializer: String?
+    var strideOnFirst1x1: Bool?
+    var zeroInitializedResidual: Bool?
+    var plateau: String?
+    var plateauMonitor: String?
+    var earlyStopping: String?
     var schedule: LearningRateSchedule?
     var epochs: Int?
     var iterations: Int?
@@ -302,7 +367,8 @@ private struct RunFile: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case model, shortcut, dataset, data, imageSize = "image_size", recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
-        case skipTest = "skip_test", deterministic, epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
+        case skipTest = "skip_test", deterministic, dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
+        case zeroInitializedResidual = "zero_init_residual", plateau, plateauMonitor = "plateau_monitor", earlyStopping = "early_stopping", epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
         case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, zcaEpsilon = "zca_epsilon", validation
     }
 
@@ -327,6 +393,10 @@ private struct RunFile: Decodable {
         r.monitorTest = monitorTest
         r.skipTest = skipTest
         r.deterministic = deterministic
+        r.dropout = dropout
+        r.initializer = initializer
+        r.strideOnFirst1x1 = strideOnFirst1x1
+        r.zeroInitializedResidual = zeroInitializedResidual
         if let schedule {
             do { r.schedule = try schedule.validated() } catch let error as TrainingError { throw bad(error.description) }
         }
@@ -336,7 +406,7 @@ private struct RunFile: Decodable {
         o.batchSize = batchSize
         o.lr = lr
         if let optimizer {
-            guard let kind = Recipe.OptimizerKind(rawValue: optimizer) else { throw bad("optimizer must be sgd, adam or adamw, got '\(optimizer)'") }
+            guard let kind = Recipe.OptimizerKind(rawValue: optimizer) else { throw bad("optimizer must be sgd, adam, adamw or rmsprop, got '\(optimizer)'") }
             o.optimizer = kind
         }
         o.momentum = momentum
@@ -350,6 +420,9 @@ private struct RunFile: Decodable {
         }
         o.zcaEpsilon = zcaEpsilon
         o.validation = validation
+        o.plateau = plateau
+        o.plateauMonitor = plateauMonitor
+        o.earlyStopping = earlyStopping
         r.overrides = o
         return r
     }

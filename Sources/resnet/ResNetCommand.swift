@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import ResNetEngine
 import ResNetTraining
@@ -9,7 +10,7 @@ struct ResNetCommand: ParsableCommand {
         commandName: "resnet",
         abstract: "Define, train and benchmark residual networks on the CPU (oneDNN \(ComputeEngine.version)).",
         version: "SwiftResNet \(SwiftResNetVersion.current) (oneDNN \(ComputeEngine.version))",
-        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Bench.self, BenchData.self, BenchKernels.self, Demo.self]
+        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, ExperimentCommand.self, Compare.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Bench.self, BenchData.self, BenchKernels.self, Demo.self]
     )
 
     /// Runs the command; every failure ends in one `Error:` line on standard error and exit
@@ -47,6 +48,20 @@ struct EngineOptions: ParsableArguments {
             _ = ComputeEngine.shared
         }
     }
+}
+
+/// The first Ctrl-C sets `interruption` (the run stops after its step, with a checkpoint); a
+/// second one quits at once. Cancel the returned source when the run is over.
+func stopOnControlC(_ interruption: Interruption) -> DispatchSourceSignal {
+    signal(SIGINT, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    source.setEventHandler {
+        if interruption.isSet { _exit(130) }
+        interruption.set()
+        FileHandle.standardError.write(Data("\nstopping after this step (Ctrl-C again to quit at once)\n".utf8))
+    }
+    source.resume()
+    return source
 }
 
 /// A one-line error for the user, with a non-zero exit, instead of a stack trace.

@@ -35,7 +35,7 @@ struct RecipeFlags: ParsableArguments {
     @Option(help: "Iterations (replaces the recipe's length).") var iterations: Int?
     @Option(help: "Batch size.") var batchSize: Int?
     @Option(help: "Peak learning rate: scales the recipe's schedule so that its largest rate is this.") var lr: Float?
-    @Option(help: "Optimizer: sgd, adam or adamw.") var optimizer: Recipe.OptimizerKind?
+    @Option(help: "Optimizer: sgd, adam, adamw or rmsprop.") var optimizer: Recipe.OptimizerKind?
     @Option(help: "SGD momentum.") var momentum: Float?
     @Option(help: "Nesterov momentum (true/false).") var nesterov: Bool?
     @Option(help: "Weight decay.") var weightDecay: Float?
@@ -44,6 +44,9 @@ struct RecipeFlags: ParsableArguments {
     @Option(help: "Input normalization fitted on the training split: none, channel, pixel or zca.") var normalization: Normalization.Kind?
     @Option(help: "ZCA's epsilon, on pixels scaled to 0...1 (default 0.1; the Keras tutorial's 1e-6 amplifies noise).") var zcaEpsilon: Float?
     @Option(help: "Training images held out for validation (0: no validation, no best checkpoint).") var validation: Int?
+    @Option(help: "ReduceLROnPlateau on a validation metric: none, or FACTOR:PATIENCE[:COOLDOWN[:MIN_LR]] (the Keras example's: 0.316:5:0:5e-7).") var plateau: String?
+    @Option(help: "The metric plateau watches: loss or accuracy.") var plateauMonitor: String?
+    @Option(help: "Early stopping on validation accuracy: none, or PATIENCE[:EVERY_BATCHES] (PATIENCE evaluations without improvement, at epochs' ends or every EVERY_BATCHES batches; the PyTorch note's: 5:50).") var earlyStopping: String?
 
     /// The library's overrides.
     var overrides: RecipeOverrides {
@@ -61,6 +64,9 @@ struct RecipeFlags: ParsableArguments {
         o.normalization = normalization
         o.zcaEpsilon = zcaEpsilon
         o.validation = validation
+        o.plateau = plateau
+        o.plateauMonitor = plateauMonitor
+        o.earlyStopping = earlyStopping
         return o
     }
 }
@@ -72,6 +78,10 @@ struct Train: ParsableCommand {
 
     @Option(help: "The network (default resnet20; see `resnet summary --help`).") var model: String?
     @Option(help: "Shortcut option A, B or C (default: the recipe's, A for he2016, otherwise B).") var shortcut: ShortcutOption?
+    @Option(help: "Dropout of Wide ResNets (default 0.3) and svgg's dense layer (default 0.5).") var dropout: Float?
+    @Option(help: "Convolution weights: he-normal-fan-out (default, torchvision's), he-normal-fan-in (Keras's he_normal) or glorot-uniform.") var initializer: String?
+    @Flag(help: "Bottlenecks stride their first 1x1 (the paper's original ImageNet model) instead of the 3x3.") var strideOnFirst1x1 = false
+    @Flag(help: "Start each residual branch's last batch-norm scale at 0 (Goyal et al. 2017; not in the paper).") var zeroInitResidual = false
     @OptionGroup var data: DataChoice
     @Option(help: "Recipe: \(Recipe.presets.map(\.name).joined(separator: ", ")) (default he2016).") var recipe: String?
     @Option(help: "A run file (YAML or JSON) with any of these options as keys (batch_size, lr, augment, ...); flags override it.")
@@ -120,6 +130,10 @@ struct Train: ParsableCommand {
         r.monitorTest = monitorTest ? true : nil
         r.skipTest = skipTest ? true : nil
         r.deterministic = deterministic ? true : nil
+        r.dropout = dropout
+        r.initializer = initializer
+        r.strideOnFirst1x1 = strideOnFirst1x1 ? true : nil
+        r.zeroInitializedResidual = zeroInitResidual ? true : nil
         r.overrides = recipeFlags.overrides
         return r
     }
@@ -174,7 +188,7 @@ struct Train: ParsableCommand {
                                   runDirectory: directory, resume: resume != nil)
         let r = configuration.recipe
         if !json {
-            say("\(configuration.model) on \(configuration.dataset): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue), shortcut \(configuration.modelOptions.shortcut)")
+            say("\(configuration.model) on \(loaded.name): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue), shortcut \(configuration.modelOptions.shortcut)")
             say("recipe \(r.name): \(r.optimizer) batch \(r.batchSize), \(r.schedule.resolvingLength(r.totalIterations(trainingCount: trainIndices.count)).summary), augment \(r.augmentations.map(\.specification).joined(separator: ",")), run \(directory.path)")
         }
         let terminal = isatty(1) == 1 && !json
@@ -195,6 +209,13 @@ struct Train: ParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             })
         }
+        if let plateau = r.plateau, !json {
+            say(String(format: "plateau: x%.3g after %d evaluations without a better validation %@ (cooldown %d, minimum rate %g)",
+                       plateau.factor, plateau.patience, r.plateauMonitor, plateau.cooldown, plateau.minimumLearningRate))
+        }
+        if let stop = r.earlyStopping, !json {
+            say("early stopping: after \(stop.patience) evaluations without a better validation accuracy, evaluated \(stop.everyBatches.map { "every \($0) batches" } ?? "at each epoch's end")")
+        }
         if !terminal && !json {
             // Not a terminal (a log file, CI): a plain line at each quarter of an epoch.
             trainer.callbacks.append(ProgressCallback { p in
@@ -203,15 +224,7 @@ struct Train: ParsableCommand {
                            p.batch, p.batches, p.loss, 100 * p.accuracy, p.learningRate, p.imagesPerSecond, duration(p.remainingSeconds)))
             })
         }
-        let interruption = trainer.interruption
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler {
-            if interruption.isSet { _exit(130) }
-            interruption.set()
-            FileHandle.standardError.write(Data("\nstopping after this step (Ctrl-C again to quit at once)\n".utf8))
-        }
-        source.resume()
+        let source = stopOnControlC(trainer.interruption)
         let outcome = try trainer.run()
         source.cancel()
         if outcome.interrupted { throw ExitCode(130) }

@@ -1,21 +1,10 @@
 import Foundation
 import ResNetData
 import ResNetModels
+import ResNetOptimizers
 import ResNetTensors
 import ResNetTraining
 import Testing
-
-/// A small labelled data set: `count` random 8x8 RGB images over three classes.
-private func tinyDataset(count: Int = 300) -> LoadedDataset {
-    var state: UInt64 = 1
-    let pixels = (0..<(count * 3 * 8 * 8)).map { _ -> UInt8 in
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return UInt8(truncatingIfNeeded: state >> 56)
-    }
-    let train = ImageDataset(images: pixels, labels: (0..<count).map { Int32($0 % 3) }, channels: 3, height: 8, width: 8,
-                             classNames: ["a", "b", "c"])
-    return LoadedDataset(name: "folder", classNames: ["a", "b", "c"], splits: [("train", train), ("test", train.prefix(30))])
-}
 
 private func scratchFile(_ name: String, _ text: String) throws -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("run-request-\(UUID().uuidString)")
@@ -103,5 +92,60 @@ struct RunRequestTests {
         lr.lr = .nan
         var recipe = Recipe.he2016
         #expect(message { try lr.apply(to: &recipe) }.contains("--lr must be a positive number"))
+    }
+}
+
+@Suite("Run requests: the protocols of the seeds")
+struct ProtocolFlagTests {
+    @Test func plateauAndEarlyStoppingComeFromFlagsOrRunFiles() throws {
+        // The seeds' protocols: ReduceLROnPlateau(sqrt(0.1), patience 5, min lr 0.5e-6) on the
+        // validation loss; early stopping every 50 batches with patience 5, at most 50 epochs.
+        let path = try scratchFile("protocol.yaml", "plateau: 0.316:5:0:5e-7\nearly_stopping: 5:50\nepochs: 50\noptimizer: rmsprop\nvalidation: 30\n")
+        let file = try RunRequest.load(runFile: path)
+        let configuration = try RunRequest().over(file).configuration(data: tinyDataset(), dataset: "folder", dataPath: nil,
+                                                                     isSample: false, threads: 1)
+        let plateau = try #require(configuration.recipe.plateau)
+        #expect(abs(plateau.factor - 0.316) < 1e-6 && plateau.patience == 5 && plateau.cooldown == 0)
+        #expect(abs(plateau.minimumLearningRate - 5e-7) < 1e-12 && !plateau.maximize)
+        #expect(configuration.recipe.earlyStopping == Recipe.EarlyStop(patience: 5, everyBatches: 50))
+        #expect(configuration.recipe.duration == .epochs(50) && configuration.recipe.optimizer == .rmsprop)
+        #expect(try configuration.recipe.makeOptimizer() is RMSprop)
+
+        var flags = RecipeOverrides()
+        flags.plateauMonitor = "accuracy"
+        flags.plateau = "0.5:2"
+        flags.earlyStopping = "none"
+        var recipe = Recipe.pytorchNote
+        try flags.apply(to: &recipe)
+        #expect(recipe.plateau?.maximize == true && recipe.plateau?.factor == 0.5 && recipe.earlyStopping == nil)
+        for (bad, flag) in [("1.5:2", "plateau"), ("0.5", "plateau"), ("0.5:-1", "plateau"), ("0", "early"), ("5:0", "early"), ("x", "early")] {
+            var o = RecipeOverrides()
+            if flag == "plateau" { o.plateau = bad } else { o.earlyStopping = bad }
+            #expect(message { try o.apply(to: &recipe) }.contains(flag == "plateau" ? "--plateau must be" : "--early-stopping must be"), "\(bad)")
+        }
+    }
+
+    @Test func modelOptionsReachTheNetwork() throws {
+        var request = RunRequest()
+        request.model = "resnet8"
+        request.initializer = "he-normal-fan-in"
+        request.zeroInitializedResidual = true
+        request.overrides.validation = 30
+        let configuration = try request.configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: false, threads: 1)
+        #expect(configuration.modelOptions.initializer == "he-normal-fan-in" && configuration.modelOptions.zeroInitializedResidual)
+        #expect(request.settingsThatChangeARun == ["--model", "--initializer", "--zero-init-residual", "--validation"])
+        // He normal with fan-in: std sqrt(2 / (in * 9)) for a 3x3 convolution from 16 channels.
+        let model = try configuration.buildModel()
+        let weight = try #require(model.namedParameters().first { $0.0 == "stage1.block1.conv2.weight" }?.1.values)
+        let std = (weight.reduce(0) { $0 + Double($1 * $1) } / Double(weight.count)).squareRoot()
+        #expect(abs(std - (2.0 / (16 * 9)).squareRoot()) < 0.01)
+        var unknown = request
+        unknown.initializer = "lecun"
+        #expect(message { try unknown.configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: false, threads: 1) }
+            .contains("unknown initializer 'lecun'"))
+        var dropout = request
+        dropout.dropout = 1.5
+        #expect(message { try dropout.configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: false, threads: 1) }
+            .contains("dropout must be in 0..<1"))
     }
 }

@@ -1,0 +1,234 @@
+import Foundation
+import ResNetInference
+import ResNetModels
+
+/// The tables and figures of a campaign, from whatever has finished: `results.csv` (one row per
+/// run and evaluation point), `results.md` (the campaign's table) and a PNG of its curves.
+public struct ExperimentReport {
+    /// One evaluation point of one run, errors in percent.
+    public struct Row: Sendable, Equatable {
+        public var run: String
+        public var network: String
+        public var seed: UInt64
+        public var shortcut: ShortcutOption
+        public var epoch: Int
+        public var iteration: Int
+        public var trainError: Double
+        public var validationError: Double?
+        public var testError: Double?
+    }
+
+    /// One run's result: the checkpoint chosen on validation, and the test error of that
+    /// checkpoint (from `test.json`, or the test error logged at that epoch for monitored runs).
+    public struct Result: Sendable {
+        public var run: ExperimentRun
+        public var status: ExperimentRunStatus
+        public var bestValidationError: Double?
+        public var chosenEpoch: Int?
+        public var testError: Double?
+        public var finalTrainError: Double?
+        /// Training time in hours (the sum of the epochs' seconds).
+        public var hours: Double
+    }
+
+    public let experiment: Experiment
+    public let rows: [Row]
+    public let results: [Result]
+
+    /// Reads every run of `runner` that has started.
+    public init(_ runner: ExperimentRunner) throws {
+        experiment = runner.experiment
+        var rows: [Row] = [], results: [Result] = []
+        for run in runner.runs {
+            let directory = runner.directory(of: run)
+            let status = try ExperimentRunStatus.read(directory)
+            guard status.stage != .notStarted else { continue }
+            for r in status.history {
+                rows.append(Row(run: run.name, network: run.network, seed: run.seed, shortcut: run.shortcut, epoch: r.epoch,
+                                iteration: r.step, trainError: 100 * (1 - r.trainAccuracy),
+                                validationError: r.validationAccuracy.map { 100 * (1 - $0) },
+                                testError: r.testAccuracy.map { 100 * (1 - $0) }))
+            }
+            let chosen = status.bestEpoch.flatMap { epoch in status.history.first { $0.epoch == epoch } }
+            var test: Double?
+            if status.stage == .finished,
+               let data = try? Data(contentsOf: directory.appendingPathComponent("test.json")),
+               let result = try? JSONDecoder().decode(EvaluationResult.self, from: data) {
+                test = 100 * (1 - result.top1)
+            } else if let accuracy = chosen?.testAccuracy {
+                test = 100 * (1 - accuracy)
+            }
+            results.append(Result(run: run, status: status, bestValidationError: chosen?.validationAccuracy.map { 100 * (1 - $0) },
+                                  chosenEpoch: chosen?.epoch, testError: test,
+                                  finalTrainError: status.history.last.map { 100 * (1 - $0.trainAccuracy) },
+                                  hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600))
+        }
+        self.rows = rows
+        self.results = results
+    }
+
+    /// `network,seed,shortcut,epoch,iteration,train_error,val_error,test_error` (percent).
+    public var csv: String {
+        func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "" }
+        var text = "network,seed,shortcut,epoch,iteration,train_error,val_error,test_error\n"
+        for r in rows {
+            text += "\(r.network),\(r.seed),\(r.shortcut),\(r.epoch),\(r.iteration),\(f(r.trainError)),\(f(r.validationError)),\(f(r.testError))\n"
+        }
+        return text
+    }
+
+    /// The campaign's table in Markdown, with how each figure was chosen.
+    public var markdown: String {
+        func f(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "—" }
+        func meanStd(_ values: [Double]) -> String {
+            guard !values.isEmpty else { return "—" }
+            let mean = values.reduce(0, +) / Double(values.count)
+            guard values.count > 1 else { return String(format: "%.2f (1 run)", mean) }
+            let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
+            return String(format: "%.2f ± %.2f (%d runs)", mean, std, values.count)
+        }
+        func progress(_ r: Result) -> String {
+            r.status.stage == .finished ? "finished" : "\(r.status.step)/\(r.status.totalSteps ?? 0) iterations"
+        }
+        var lines: [String] = []
+        switch experiment {
+        case .degradation:
+            lines += ["| network | seed | state | final training error % | best validation error % (epoch) | test error % of that checkpoint | hours |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in results {
+                lines.append("| \(r.run.network) | \(r.run.seed) | \(progress(r)) | \(f(r.finalTrainError)) | \(f(r.bestValidationError)) (\(r.chosenEpoch.map(String.init) ?? "—")) | \(f(r.testError)) | \(String(format: "%.2f", r.hours)) |")
+            }
+        case .depth:
+            lines += ["| network | runs finished | test error % (mean ± std over seeds) | paper, Table 6 (original images, 64k iterations) | hours |",
+                      "|---|---|---|---|---|"]
+            for network in Array(Set(results.map(\.run.network))).sorted(by: { depthOf($0) < depthOf($1) }) {
+                let finished = results.filter { $0.run.network == network && $0.status.stage == .finished }
+                let paper = Experiment.paperTable6[depthOf(network)].map { String(format: "%.2f", $0) } ?? "—"
+                lines.append("| \(network) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(paper) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
+            }
+        case .shortcuts:
+            lines += ["| network | shortcut | runs finished | test error % (mean ± std over seeds) | hours |", "|---|---|---|---|---|"]
+            for network in Array(Set(results.map(\.run.network))).sorted() {
+                for option in ShortcutOption.allCases {
+                    let finished = results.filter { $0.run.network == network && $0.run.shortcut == option && $0.status.stage == .finished }
+                    guard results.contains(where: { $0.run.network == network && $0.run.shortcut == option }) else { continue }
+                    lines.append("| \(network) | \(option) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
+                }
+            }
+        }
+        lines.append("")
+        lines.append(experiment == .degradation
+            ? "Test error of the checkpoint chosen on the 5,000 validation images (best validation accuracy at an epoch's end); the test error logged during training is only plotted."
+            : "Test error of each run's checkpoint chosen on the 5,000 validation images, evaluated once; runs still in progress are not counted.")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Writes `NAME.csv`, `NAME.md` and `NAME.png` into `folder`; returns their paths.
+    @discardableResult
+    public func write(into folder: URL) throws -> [URL] {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let name = experiment.rawValue
+        let csvFile = folder.appendingPathComponent("\(name).csv"), markdownFile = folder.appendingPathComponent("\(name).md")
+        let figure = folder.appendingPathComponent("\(name).png")
+        try writeAtomically(Data(csv.utf8), to: csvFile)
+        try writeAtomically(Data(markdown.utf8), to: markdownFile)
+        try writeFigure(to: figure.path)
+        return [csvFile, markdownFile, figure]
+    }
+
+    /// Draws the campaign's figure: for degradation the paper's Fig. 6 (plain networks left,
+    /// ResNets right; training error thin, test error bold, against iterations), otherwise the
+    /// validation error of every run against iterations.
+    public func writeFigure(to path: String) throws {
+        let depths = Array(Set(rows.map { depthOf($0.network) })).sorted()
+        func color(_ depth: Int) -> Color { seriesColors[(depths.firstIndex(of: depth) ?? 0) % seriesColors.count] }
+        var panels: [CurvePanel] = []
+        if experiment == .degradation {
+            for (family, title) in [("plain", "plain networks"), ("resnet", "ResNets")] {
+                var series: [CurveSeries] = []
+                for run in Array(Set(rows.filter { $0.network.hasPrefix(family) }.map(\.run))).sorted(by: { depthOf($0) < depthOf($1) }) {
+                    let points = rows.filter { $0.run == run }
+                    let depth = depthOf(run)
+                    series.append(CurveSeries(label: "\(family)-\(depth) train", color: color(depth), thickness: 1,
+                                              points: points.map { (Double($0.iteration), Optional($0.trainError)) }))
+                    series.append(CurveSeries(label: "\(family)-\(depth) test", color: color(depth), thickness: 4,
+                                              points: points.map { (Double($0.iteration), $0.testError) }))
+                }
+                panels.append(CurvePanel(title: title, series: series, legend: depths.map { ("\(family)-\($0)", color($0)) }))
+            }
+            try writeCurvePanels(panels, title: "CIFAR-10: training error (thin) and test error (bold)", xLabel: "iterations",
+                                 yLabel: "error %", yRange: (0, 25), to: path)
+        } else {
+            let runs = Array(Set(rows.map(\.run))).sorted()
+            let series = runs.enumerated().map { k, run in
+                CurveSeries(label: run, color: seriesColors[k % seriesColors.count], thickness: 2,
+                            points: rows.filter { $0.run == run }.map { (Double($0.iteration), $0.validationError) })
+            }
+            panels.append(CurvePanel(title: "validation error", series: series, legend: series.map { ($0.label, $0.color) }))
+            try writeCurvePanels(panels, title: "CIFAR-10 \(experiment.rawValue) campaign", xLabel: "iterations", yLabel: "error %",
+                                 yRange: nil, to: path)
+        }
+    }
+}
+
+/// The depth in a zoo name (`plain56` -> 56).
+func depthOf(_ network: String) -> Int {
+    Int(network.drop { !$0.isNumber }.prefix { $0.isNumber }) ?? 0
+}
+
+/// matplotlib's tab10, for as many series as a comparison has.
+let seriesColors: [Color] = [0x1F77B4, 0xFF7F0E, 0x2CA02C, 0xD62728, 0x9467BD, 0x8C564B, 0xE377C2, 0x7F7F7F, 0xBCBD22, 0x17BECF]
+    .map { Color(hex: $0) }
+
+/// Several runs side by side (`resnet compare`): their curves in one figure and a table.
+public struct RunComparison {
+    public struct Entry {
+        public var name: String
+        public var status: ExperimentRunStatus
+    }
+    public let entries: [Entry]
+
+    /// Reads each run directory; names are the directories' last components (made unique).
+    public init(directories: [URL]) throws {
+        var seen: [String: Int] = [:]
+        entries = try directories.map { directory in
+            let status = try ExperimentRunStatus.read(directory)
+            guard status.stage != .notStarted else {
+                throw TrainingError.checkpoint("\(directory.path): not a run directory (no last.safetensors)")
+            }
+            var name = directory.standardizedFileURL.lastPathComponent
+            seen[name, default: 0] += 1
+            if seen[name]! > 1 { name += " (\(seen[name]!))" }
+            return Entry(name: name, status: status)
+        }
+    }
+
+    /// One row per run: model, recipe, epochs, final training error, best validation error.
+    public var table: String {
+        func f(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "—" }
+        var lines = ["| run | model | recipe | state | epochs | final train error % | best val error % (epoch) | hours |", "|---|---|---|---|---|---|---|---|"]
+        for e in entries {
+            let c = e.status.configuration
+            let best = e.status.history.filter { $0.validationAccuracy != nil }.max { $0.validationAccuracy! < $1.validationAccuracy! }
+            let hours = e.status.history.reduce(0) { $0 + $1.seconds } / 3_600
+            lines.append("| \(e.name) | \(c?.model ?? "?") | \(c?.recipe.name ?? "?") | \(e.status.stage.rawValue) | \(e.status.history.count) | \(f(e.status.history.last.map { 100 * (1 - $0.trainAccuracy) })) | \(f(best?.validationAccuracy.map { 100 * (1 - $0) })) (\(best.map { String($0.epoch) } ?? "—")) | \(String(format: "%.2f", hours)) |")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Training error (left) and validation error (right), one color per run.
+    public func writeFigure(to path: String, byEpochs: Bool) throws {
+        func x(_ r: EpochRecord) -> Double { Double(byEpochs ? r.epoch : r.step) }
+        let legend = entries.enumerated().map { ($0.element.name, seriesColors[$0.offset % seriesColors.count]) }
+        let train = entries.enumerated().map { k, e in
+            CurveSeries(label: e.name, color: legend[k].1, thickness: 2, points: e.status.history.map { (x($0), Optional(100 * (1 - $0.trainAccuracy))) })
+        }
+        let validation = entries.enumerated().map { k, e in
+            CurveSeries(label: e.name, color: legend[k].1, thickness: 2, points: e.status.history.map { (x($0), $0.validationAccuracy.map { 100 * (1 - $0) }) })
+        }
+        try writeCurvePanels([CurvePanel(title: "training error", series: train, legend: legend),
+                              CurvePanel(title: "validation error", series: validation, legend: [])],
+                             title: "\(entries.count) run\(entries.count == 1 ? "" : "s")", xLabel: byEpochs ? "epoch" : "iterations",
+                             yLabel: "%", yRange: nil, to: path)
+    }
+}

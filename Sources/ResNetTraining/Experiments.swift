@@ -1,0 +1,265 @@
+import Foundation
+import ResNetData
+import ResNetInference
+import ResNetModels
+import ResNetTensors
+
+/// The paper's experiments as campaigns of runs on CIFAR-10 (45k/5k split, option A shortcuts,
+/// He et al. 2016 section 4.2): each campaign is a list of ``ExperimentRun``s that an
+/// ``ExperimentRunner`` trains one after another, resuming what was interrupted and never
+/// redoing what finished, and an ``ExperimentReport`` draws its tables and figures from
+/// whatever has finished.
+public enum Experiment: String, CaseIterable, Sendable {
+    /// Fig. 6: plain and residual networks of the same depths, he2016 recipe; training and
+    /// test error against iterations.
+    case degradation
+    /// Table 6's column: ResNet-20/32/44/56, `fast` recipe, test error mean +- std over seeds.
+    case depth
+    /// Table 3's CIFAR analogue: ResNet-32 with shortcut options A, B and C, `fast` recipe.
+    case shortcuts
+
+    /// What `--depths` and `--seeds` default to.
+    public var defaultDepths: [Int] {
+        switch self {
+        case .degradation: [20, 56]
+        case .depth: [20, 32, 44, 56]
+        case .shortcuts: [32]
+        }
+    }
+    public var defaultSeeds: [UInt64] { self == .degradation ? [0] : [0, 1] }
+    /// The schedule scale by default: the degradation figure at a quarter of the paper's 64k
+    /// iterations (16k, the rate divided by 10 at 8k and 12k); the `fast` recipe as it is.
+    public var defaultScheduleScale: Double { self == .degradation ? 0.25 : 1 }
+
+    /// The paper's test errors (%) on the original CIFAR-10 (Table 6), by depth.
+    public static let paperTable6: [Int: Double] = [20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43]
+
+    /// The campaign's runs for these depths and seeds, with the recipe's schedule scaled by
+    /// `scheduleScale` (he2016: iterations and milestones; fast: epochs).
+    public func runs(depths: [Int]? = nil, seeds: [UInt64]? = nil, scheduleScale: Double? = nil) throws -> [ExperimentRun] {
+        let depths = depths ?? defaultDepths, seeds = seeds ?? defaultSeeds
+        let scale = scheduleScale ?? defaultScheduleScale
+        guard scale.isFinite, scale > 0, scale <= 10 else {
+            throw TrainingError.invalidOption("--schedule-scale must be in 0<..10, got \(scale)")
+        }
+        guard !depths.isEmpty, !seeds.isEmpty else { throw TrainingError.invalidOption("give at least one depth and one seed") }
+        for depth in depths where depth < 8 || (depth - 2) % 6 != 0 || depth > 1_202 {
+            throw TrainingError.invalidOption("depth \(depth): CIFAR networks have depth 6n+2, from 8 to 1202")
+        }
+        var runs: [ExperimentRun] = []
+        for depth in depths {
+            for seed in seeds {
+                switch self {
+                case .degradation:
+                    for family in ["plain", "resnet"] {
+                        var r = Self.request(recipe: .he2016, scale: scale, seed: seed)
+                        r.model = "\(family)\(depth)"
+                        r.monitorTest = true
+                        runs.append(ExperimentRun(name: "\(family)\(depth)-seed\(seed)", network: "\(family)\(depth)", seed: seed, request: r))
+                    }
+                case .depth:
+                    var r = Self.request(recipe: .fast, scale: scale, seed: seed)
+                    r.model = "resnet\(depth)"
+                    runs.append(ExperimentRun(name: "resnet\(depth)-seed\(seed)", network: "resnet\(depth)", seed: seed, request: r))
+                case .shortcuts:
+                    for option in ShortcutOption.allCases {
+                        var r = Self.request(recipe: .fast, scale: scale, seed: seed)
+                        r.model = "resnet\(depth)"
+                        r.shortcut = option
+                        runs.append(ExperimentRun(name: "resnet\(depth)-\(option)-seed\(seed)", network: "resnet\(depth)",
+                                                  seed: seed, shortcut: option, request: r))
+                    }
+                }
+            }
+        }
+        return runs
+    }
+
+    /// A request for `recipe` with its length scaled, shortcut A, fp32 (every run of a campaign
+    /// in the same precision, whichever machine resumes it), the test set left for the report.
+    private static func request(recipe: Recipe, scale: Double, seed: UInt64) -> RunRequest {
+        var r = RunRequest()
+        r.recipe = recipe.name
+        r.seed = seed
+        r.shortcut = .a
+        r.precision = .fp32
+        r.skipTest = recipe.name != "he2016"
+        switch recipe.duration {
+        case .iterations(let n):
+            let scaled = { (k: Int) in max(1, Int((Double(k) * scale).rounded())) }
+            r.overrides.iterations = scaled(n)
+            if case .multiStep(let base, let milestones, let multipliers, .iteration) = recipe.schedule {
+                r.schedule = .multiStep(base: base, milestones: milestones.map(scaled), multipliers: multipliers, unit: .iteration)
+            }
+        case .epochs(let e):
+            r.overrides.epochs = max(1, Int((Double(e) * scale).rounded()))
+        }
+        return r
+    }
+}
+
+/// One run of a campaign: a `resnet train` request and the directory name it runs in.
+public struct ExperimentRun: Sendable, Equatable {
+    public var name: String
+    /// The network as the zoo names it (`plain56`).
+    public var network: String
+    public var seed: UInt64
+    public var shortcut: ShortcutOption = .a
+    public var request: RunRequest
+}
+
+/// Where a run of a campaign stands, read from its directory.
+public struct ExperimentRunStatus: Sendable {
+    public enum Stage: String, Sendable { case notStarted = "not started", partial, finished }
+    public var stage: Stage
+    public var step: Int
+    public var totalSteps: Int?
+    public var history: [EpochRecord]
+    public var configuration: RunConfiguration?
+    public var bestEpoch: Int?
+
+    /// Reads `directory` (a run's); a directory without a checkpoint has not started.
+    public static func read(_ directory: URL) throws -> ExperimentRunStatus {
+        let last = directory.appendingPathComponent("last.safetensors")
+        guard FileManager.default.fileExists(atPath: last.path) else {
+            return ExperimentRunStatus(stage: .notStarted, step: 0, totalSteps: nil, history: [], configuration: nil, bestEpoch: nil)
+        }
+        let configuration = try Trainer.loadConfiguration(directory)
+        let metadata = try SafeTensors.read(last).metadata
+        guard let json = metadata["resnet.state"] else { throw TrainingError.checkpoint("\(last.path): no run state") }
+        let state: RunState
+        do { state = try JSONDecoder().decode(RunState.self, from: Data(json.utf8)) } catch let error as DecodingError {
+            throw TrainingError.checkpoint("\(last.path): unreadable run state (\(error.summary))")
+        }
+        return ExperimentRunStatus(stage: state.finished ? .finished : .partial, step: state.step,
+                                   totalSteps: configuration.recipe.totalIterations(trainingCount: configuration.trainingCount),
+                                   history: state.history, configuration: configuration, bestEpoch: state.bestEpoch)
+    }
+}
+
+/// Trains a campaign's runs one after another in `directory/NAME`, resuming a partial run and
+/// skipping a finished one. Creating a file named `PAUSE` in the campaign folder pauses the
+/// run in progress after its current step until the file is removed (for measuring speed on a
+/// shared machine); SIGSTOP/SIGCONT of the process works too.
+public final class ExperimentRunner {
+    public let experiment: Experiment
+    public let runs: [ExperimentRun]
+    public let folder: URL
+    /// Settings applied to every run (tests shorten runs with them).
+    public var overrides = RecipeOverrides()
+    public var log: (String) -> Void = { print($0) }
+    /// Added to every run's trainer (a progress display).
+    public var callbacks: () -> [any TrainingCallback] = { [] }
+    public let interruption = Interruption()
+
+    public init(experiment: Experiment, runs: [ExperimentRun], directory: URL) {
+        self.experiment = experiment
+        self.runs = runs
+        folder = directory.appendingPathComponent(experiment.rawValue)
+    }
+
+    /// The run's directory.
+    public func directory(of run: ExperimentRun) -> URL { folder.appendingPathComponent(run.name) }
+
+    /// The configuration `run` trains with on `data` (CIFAR-10).
+    public func configuration(of run: ExperimentRun, data: LoadedDataset, dataPath: String?, threads: Int) throws -> RunConfiguration {
+        var request = run.request
+        request.overrides = overrides.over(request.overrides)
+        return try request.configuration(data: data, dataset: "cifar10", dataPath: dataPath, isSample: false, threads: threads)
+    }
+
+    /// Trains every run that has not finished. Returns false when interrupted.
+    public func run(data: LoadedDataset, dataPath: String?, threads: Int) throws -> Bool {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        guard let train = data.split("train") else { throw TrainingError.invalidOption("\(data.name) has no training split") }
+        for (k, run) in runs.enumerated() {
+            let directory = directory(of: run)
+            let status = try ExperimentRunStatus.read(directory)
+            let planned = try configuration(of: run, data: data, dataPath: dataPath, threads: threads)
+            if let existing = status.configuration, !Self.sameRun(existing, planned) {
+                throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
+            }
+            if status.stage == .finished { log("[\(k + 1)/\(runs.count)] \(run.name): finished"); continue }
+            let configuration = status.configuration ?? planned
+            log("[\(k + 1)/\(runs.count)] \(run.name): \(status.stage == .partial ? "resuming at step \(status.step)" : "starting"), \(configuration.recipe.schedule.resolvingLength(configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)).summary)")
+            let (t, v) = try configuration.split(train)
+            let trainer = try Trainer(configuration: configuration, training: train.subset(t), validation: v.isEmpty ? nil : train.subset(v),
+                                      test: data.split("test"), runDirectory: directory, resume: status.stage == .partial)
+            trainer.log = { [log] in log("  " + $0) }
+            trainer.callbacks.append(PauseCallback(file: folder.appendingPathComponent("PAUSE"), log: log))
+            trainer.callbacks += callbacks()
+            let stop = interruption
+            trainer.callbacks.append(InterruptionRelay(from: stop))
+            let outcome = try trainer.run()
+            if outcome.interrupted { return false }
+            if configuration.skipsTest != true, let test = data.split("test") {
+                // The he2016 runs end as `resnet train` ends them: the test set once, with the
+                // checkpoint chosen on validation.
+                let chosen = try TrainedModel(directory.path).loaded
+                let result = try Evaluator(model: chosen.model, imageShape: configuration.imageShape,
+                                           classCount: configuration.classNames.count, whitening: trainer.whitening)
+                    .evaluate(test, normalization: configuration.normalization)
+                try writeAtomically(try JSONEncoder().encode(result), to: directory.appendingPathComponent("test.json"))
+            }
+        }
+        return true
+    }
+
+    /// Whether two configurations train the same run (paths and thread counts aside).
+    static func sameRun(_ a: RunConfiguration, _ b: RunConfiguration) -> Bool {
+        a.model == b.model && a.modelOptions == b.modelOptions && a.recipe == b.recipe && a.seed == b.seed
+            && (a.precision ?? .fp32) == (b.precision ?? .fp32) && a.imageShape == b.imageShape && a.classNames == b.classNames
+    }
+
+    /// Training images/s of each distinct network of the campaign: a few steps of each, timed.
+    public static func measureSpeed(networks: [String], imageShape: [Int], classes: Int, batchSize: Int,
+                                    shortcut: ShortcutOption = .a) throws -> [String: Double] {
+        var speeds: [String: Double] = [:]
+        for network in Set(networks).sorted() {
+            let model = try ModelDefinition(name: network, options: ModelOptions(shortcut: shortcut))
+                .build(input: ImageShape(height: imageShape[1], width: imageShape[2], channels: imageShape[0]), classes: classes)
+            let optimizer = try Recipe.he2016.makeOptimizer()
+            let step = try TrainingStep(model: model, optimizer: optimizer, imageShape: imageShape, classCount: classes,
+                                        batchSize: batchSize, seed: 1)
+            let images = [Float](repeating: 0.1, count: batchSize * imageShape.reduce(1, *))
+            let labels = (0..<batchSize).map { Int32($0 % classes) }
+            func once() throws {
+                _ = try images.withUnsafeBufferPointer { x in try labels.withUnsafeBufferPointer { l in try step(images: x, labels: l, learningRate: 0.01) } }
+            }
+            try once()
+            let start = Date()
+            for _ in 0..<3 { try once() }
+            speeds[network] = Double(3 * batchSize) / max(-start.timeIntervalSinceNow, 1e-9)
+        }
+        return speeds
+    }
+}
+
+/// Waits while a pause file exists (checked every 16 steps: a `stat`).
+final class PauseCallback: TrainingCallback {
+    let file: URL
+    let log: (String) -> Void
+    init(file: URL, log: @escaping (String) -> Void) {
+        self.file = file
+        self.log = log
+    }
+
+    func stepDidEnd(_ trainer: Trainer, _ result: TrainingStep.Result, epochStart: Date) throws {
+        guard trainer.state.step % 16 == 0, FileManager.default.fileExists(atPath: file.path) else { return }
+        log("  paused at step \(trainer.state.step): \(file.path) exists (remove it to continue)")
+        let start = Date()
+        while FileManager.default.fileExists(atPath: file.path), !trainer.interruption.isSet { usleep(200_000) }
+        // The pause is not training time.
+        trainer.state.partialSeconds += start.timeIntervalSinceNow
+        log("  resumed after \(Int(-start.timeIntervalSinceNow)) s")
+    }
+}
+
+/// Passes an interruption (Ctrl-C on the campaign) to the run in progress.
+final class InterruptionRelay: TrainingCallback {
+    let source: Interruption
+    init(from source: Interruption) { self.source = source }
+    func stepDidEnd(_ trainer: Trainer, _ result: TrainingStep.Result, epochStart: Date) throws {
+        if source.isSet { trainer.interruption.set() }
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import ResNetData
+import ResNetEngine
+import ResNetTraining
+
+extension Experiment: ExpressibleByArgument {}
+
+/// `resnet experiment`: the paper's comparisons by one command.
+struct ExperimentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "experiment",
+        abstract: "Run one of the paper's experiments on CIFAR-10 as a resumable campaign of runs, and draw its tables and figures.",
+        discussion: """
+            degradation: plain and residual networks of --depths (default 20, 56), he2016 at --schedule-scale \
+            (default 0.25: 16k iterations, /10 at 8k and 12k), the paper's Fig. 6. depth: ResNet-20/32/44/56 with \
+            the fast recipe, two seeds, Table 6. shortcuts: ResNet-32 with options A, B, C, fast, two seeds, Table 3. \
+            All with the 45k/5k split and option A (except the shortcut comparison), fp32. A stopped campaign \
+            continues where it was; a finished run is never redone. Touch RUNS/NAME/PAUSE to pause the run in \
+            progress (remove it to continue). Results: RUNS/NAME/NAME.csv, NAME.md and NAME.png (--publish DIR copies them, e.g. to docs/experiments).
+            """)
+
+    @Argument(help: "degradation, depth or shortcuts.") var name: Experiment
+    @Option(help: "The folder of campaigns; this one runs in RUNS/NAME.") var runs: String
+    @Option(help: "Multiplies the recipe's length (he2016: iterations and milestones; fast: epochs).") var scheduleScale: Double?
+    @Option(help: "Network depths, comma-separated (6n+2), e.g. 20,32,44,56,110.") var depths: String?
+    @Option(help: "Seeds, comma-separated.") var seeds: String?
+    @Option(help: "CIFAR-10 (a folder, the binary or Python layout, or the .tar.gz; default: the download cache).") var data: String?
+    @Flag(help: "List the runs, their state and estimated time (measured speed of each network here), and exit.") var dryRun = false
+    @Flag(help: "Only (re)draw the tables and figures from what has finished.") var report = false
+    @Option(help: "Also write the CSV, the Markdown table and the figure here (e.g. docs/experiments).") var publish: String?
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try engine.apply()
+        func list<T>(_ text: String?, _ what: String, _ parse: (Substring) -> T?) throws -> [T]? {
+            guard let text else { return nil }
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let parsed = items.map { parse(Substring($0)) }
+            guard !items.isEmpty, parsed.allSatisfy({ $0 != nil }) else { throw UserError("--\(what) must be a comma-separated list, got '\(text)'") }
+            return parsed.map { $0! }
+        }
+        let plan = try name.runs(depths: try list(depths, "depths") { Int($0) }, seeds: try list(seeds, "seeds") { UInt64($0) },
+                                 scheduleScale: scheduleScale)
+        let runner = ExperimentRunner(experiment: name, runs: plan, directory: URL(fileURLWithPath: runs))
+        runner.log = { say($0) }
+        if report { return try writeReport(runner) }
+
+        let resolved: LoadedDataset.Resolved
+        do {
+            resolved = try LoadedDataset.loadWithFallback(.cifar10, from: data, download: true, log: { say($0) })
+        } catch let error as DataError {
+            throw UserError(error.description)
+        }
+        guard !resolved.isSample else {
+            throw UserError("the paper's experiments need the full CIFAR-10, not the shipped sample: pass --data (e.g. the binary layout that ../shared/data/make-cifar10.sh builds) or run `resnet download cifar10`")
+        }
+        let threads = ComputeEngine.shared.threadCount
+        if dryRun {
+            let first = try runner.configuration(of: plan[0], data: resolved.dataset, dataPath: resolved.path, threads: threads)
+            say("measuring the training speed of each network here (a few steps each) ...")
+            let speeds = try ExperimentRunner.measureSpeed(networks: plan.map(\.network), imageShape: first.imageShape,
+                                                           classes: first.classNames.count, batchSize: first.recipe.batchSize)
+            var total = 0.0
+            say("\(name.rawValue): \(plan.count) runs in \(runner.folder.path)")
+            for run in plan {
+                let status = try ExperimentRunStatus.read(runner.directory(of: run))
+                let c = try runner.configuration(of: run, data: resolved.dataset, dataPath: resolved.path, threads: threads)
+                let steps = c.recipe.totalIterations(trainingCount: c.trainingCount)
+                let left = status.stage == .finished ? 0 : steps - status.step
+                // Evaluations (validation every epoch, test too when monitored) add about 8% and 20%.
+                let seconds = Double(left * c.recipe.batchSize) / (speeds[run.network] ?? 1) * (c.monitorsTest == true ? 1.2 : 1.08)
+                total += seconds
+                let state = status.stage == .partial ? "partial, step \(status.step)/\(steps)" : status.stage.rawValue
+                say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(state.padding(toLength: 28, withPad: " ", startingAt: 0)) \(steps) iterations, \(String(format: "%.0f", speeds[run.network] ?? 0)) img/s here: \(duration(seconds)) left")
+            }
+            say("about \(duration(total)) left in all at \(threads) threads, alone on this machine")
+            return
+        }
+        let source = stopOnControlC(runner.interruption)
+        let finished = try runner.run(data: resolved.dataset, dataPath: resolved.path, threads: threads)
+        source.cancel()
+        try writeReport(runner)
+        if !finished { throw ExitCode(130) }
+    }
+
+    private func writeReport(_ runner: ExperimentRunner) throws {
+        let report = try ExperimentReport(runner)
+        print(report.markdown, terminator: "")
+        say("wrote " + (try report.write(into: runner.folder)).map(\.path).joined(separator: ", "))
+        if let publish { say("copied to " + (try report.write(into: URL(fileURLWithPath: publish))).map(\.path).joined(separator: ", ")) }
+    }
+}

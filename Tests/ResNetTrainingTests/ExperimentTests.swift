@@ -1,0 +1,81 @@
+import Foundation
+import ResNetData
+import ResNetTraining
+import Testing
+
+@Suite("Experiments: campaigns, reports, comparisons", .serialized)
+struct ExperimentTests {
+    @Test func theCampaignsAreThePapersSettings() throws {
+        let degradation = try Experiment.degradation.runs()
+        #expect(degradation.map(\.name) == ["plain20-seed0", "resnet20-seed0", "plain56-seed0", "resnet56-seed0"])
+        let r = degradation[3].request
+        #expect(r.model == "resnet56" && r.shortcut == .a && r.recipe == "he2016" && r.monitorTest == true && r.precision == .fp32)
+        #expect(r.overrides.iterations == 16_000)
+        #expect(r.schedule == .multiStep(base: 0.1, milestones: [8_000, 12_000], multipliers: [0.1, 0.01], unit: .iteration))
+        let depth = try Experiment.depth.runs()
+        #expect(depth.count == 8 && depth.allSatisfy { $0.request.recipe == "fast" && $0.request.shortcut == .a && $0.request.skipTest == true })
+        let shortcuts = try Experiment.shortcuts.runs(seeds: [0])
+        #expect(shortcuts.map(\.name) == ["resnet32-A-seed0", "resnet32-B-seed0", "resnet32-C-seed0"])
+        #expect(try Experiment.depth.runs(scheduleScale: 0.5)[0].request.overrides.epochs == 15)
+        #expect(throws: TrainingError.self) { try Experiment.depth.runs(depths: [21]) }
+        #expect(throws: TrainingError.self) { try Experiment.degradation.runs(scheduleScale: .nan) }
+    }
+
+    @Test func aTinyDegradationCampaignRunsResumesReportsAndCompares() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let runs = try Experiment.degradation.runs(depths: [8], scheduleScale: 0.0005)   // 32 iterations, /10 at 16 and 24
+        let runner = ExperimentRunner(experiment: .degradation, runs: runs, directory: folder)
+        runner.overrides.batchSize = 16
+        runner.overrides.validation = 30
+        var lines: [String] = []
+        runner.log = { lines.append($0) }
+        let data = tinyDataset()
+
+        // A PAUSE file holds the run in progress until it is removed.
+        let pause = runner.folder.appendingPathComponent("PAUSE")
+        try FileManager.default.createDirectory(at: runner.folder, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: pause.path, contents: Data())
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.6) { try? FileManager.default.removeItem(at: pause) }
+        let start = Date()
+        #expect(try runner.run(data: data, dataPath: nil, threads: 1))
+        #expect(-start.timeIntervalSinceNow > 0.5)
+        #expect(lines.contains { $0.contains("paused at step 16") })
+        for run in runs {
+            let status = try ExperimentRunStatus.read(runner.directory(of: run))
+            #expect(status.stage == .finished && status.step == 32)
+            #expect(status.history.allSatisfy { $0.testAccuracy != nil }, "degradation runs log the test error during training")
+            #expect(FileManager.default.fileExists(atPath: runner.directory(of: run).appendingPathComponent("test.json").path))
+        }
+        // A finished run is never redone.
+        lines.removeAll()
+        #expect(try runner.run(data: data, dataPath: nil, threads: 1))
+        #expect(lines == ["[1/2] plain8-seed0: finished", "[2/2] resnet8-seed0: finished"])
+
+        let report = try ExperimentReport(runner)
+        #expect(report.results.count == 2 && report.rows.count == 4)   // 270 images / 16 = 16 steps an epoch: 2 epochs each
+        #expect(report.csv.hasPrefix("network,seed,shortcut,epoch,iteration,train_error,val_error,test_error\nplain8,0,A,1,"))
+        #expect(report.markdown.contains("| plain8 | 0 | finished |") && report.markdown.contains("| resnet8 | 0 | finished |"))
+        let written = try report.write(into: folder.appendingPathComponent("docs"))
+        #expect(written.map(\.lastPathComponent) == ["degradation.csv", "degradation.md", "degradation.png"])
+        #expect(written.allSatisfy { FileManager.default.fileExists(atPath: $0.path) })
+
+        // Another schedule in the same folder is refused, not mixed in.
+        let longer = ExperimentRunner(experiment: .degradation, runs: try Experiment.degradation.runs(depths: [8], scheduleScale: 0.001),
+                                      directory: folder)
+        longer.overrides = runner.overrides
+        #expect(throws: TrainingError.self) { try longer.run(data: data, dataPath: nil, threads: 1) }
+
+        let comparison = try RunComparison(directories: runs.map(runner.directory(of:)))
+        #expect(comparison.table.contains("| plain8-seed0 | plain8 | he2016 | finished |"))
+        let figure = folder.appendingPathComponent("compare.png")
+        try comparison.writeFigure(to: figure.path, byEpochs: false)
+        #expect(FileManager.default.fileExists(atPath: figure.path))
+        #expect(throws: TrainingError.self) { try RunComparison(directories: [folder.appendingPathComponent("nothing")]) }
+    }
+
+    @Test func theDryRunMeasuresEachNetworksSpeed() throws {
+        let speeds = try ExperimentRunner.measureSpeed(networks: ["resnet8", "plain8", "resnet8"], imageShape: [3, 8, 8], classes: 3, batchSize: 8)
+        #expect(Set(speeds.keys) == ["resnet8", "plain8"] && speeds.values.allSatisfy { $0 > 0 && $0.isFinite })
+    }
+}
