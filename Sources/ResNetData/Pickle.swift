@@ -31,6 +31,9 @@ public indirect enum PickleValue: Sendable, Equatable {
     case dict([Entry])
     /// A numpy array of bools, integers or floats.
     case array(NumpyArray)
+    /// A PyTorch tensor (only in the ``Pickle/Dialect/pytorch`` dialect): where its elements
+    /// are, in a storage kept outside the pickle.
+    case torchTensor(TorchTensorReference)
 
     /// The value stored under `key` in a dictionary, matching a text key or a byte-string key
     /// with the same characters (Python 2 pickles use byte strings); `nil` for other values.
@@ -67,6 +70,7 @@ public indirect enum PickleValue: Sendable, Equatable {
         case .tuple: "tuple"
         case .dict: "dict"
         case .array(let array): "numpy array \(array.dtype) \(array.shape)"
+        case .torchTensor(let tensor): "torch tensor \(tensor.storage.dtype) \(tensor.shape)"
         }
     }
 }
@@ -125,6 +129,113 @@ public struct NumpyArray: Sendable, Equatable {
     }
 }
 
+/// The element types of PyTorch storages that ``Pickle`` reads in the ``Pickle/Dialect/pytorch``
+/// dialect, each named by the storage class a pickle refers to (`torch.FloatStorage`, ...).
+public enum TorchDType: String, Sendable, CaseIterable {
+    /// `torch.float32` (`torch.FloatStorage`).
+    case float32
+    /// `torch.float16` (`torch.HalfStorage`).
+    case float16
+    /// `torch.bfloat16` (`torch.BFloat16Storage`).
+    case bfloat16
+    /// `torch.float64` (`torch.DoubleStorage`).
+    case float64
+    /// `torch.int64` (`torch.LongStorage`): batch norm's `num_batches_tracked`.
+    case int64
+
+    /// The storage class a pickle names for this type, as `module.name`.
+    public var storageClass: String {
+        switch self {
+        case .float32: "torch.FloatStorage"
+        case .float16: "torch.HalfStorage"
+        case .bfloat16: "torch.BFloat16Storage"
+        case .float64: "torch.DoubleStorage"
+        case .int64: "torch.LongStorage"
+        }
+    }
+
+    /// Bytes per element.
+    public var elementSize: Int {
+        switch self {
+        case .float16, .bfloat16: 2
+        case .float32: 4
+        case .float64, .int64: 8
+        }
+    }
+
+    /// Whether the type holds floating-point numbers (all but `int64`).
+    public var isFloatingPoint: Bool { self != .int64 }
+
+    /// The type whose storage class is `name` (`module.name`), or `nil`.
+    public init?(storageClass name: String) {
+        guard let type = Self.allCases.first(where: { $0.storageClass == name }) else { return nil }
+        self = type
+    }
+}
+
+/// A PyTorch storage named by a pickle's persistent id `('storage', storage class, key,
+/// location, element count)`: its bytes are kept outside the pickle, under `key`.
+public struct TorchStorageReference: Sendable, Equatable, Hashable {
+    /// The key of the storage's bytes (`data/KEY` in a zip checkpoint).
+    public var key: String
+    /// The element type.
+    public var dtype: TorchDType
+    /// The number of elements the storage holds.
+    public var count: Int
+    /// The device it was saved from (`cpu`, `cuda:0`, ...): informational, the bytes are the same.
+    public var location: String
+}
+
+/// A tensor in a PyTorch pickle, as `torch._utils._rebuild_tensor_v2` describes it: a view of
+/// `storage` starting at element `offset`, with `shape` and `strides` in elements.
+///
+/// The pickle reader checks, with overflow-checked arithmetic, that every element of the view
+/// lies inside the storage's declared element count.
+public struct TorchTensorReference: Sendable, Equatable {
+    /// The storage holding the elements.
+    public var storage: TorchStorageReference
+    /// The index of the tensor's first element in the storage.
+    public var offset: Int
+    /// The size of each dimension, outermost first (empty for a scalar).
+    public var shape: [Int]
+    /// The distance in elements between neighbours along each dimension.
+    public var strides: [Int]
+
+    /// The number of elements (`shape`'s product; the reader only makes tensors where it fits).
+    public var count: Int { DataLimits.product(shape) ?? 0 }
+
+    /// Whether the elements lie in row-major order without gaps (strides of a C-contiguous
+    /// tensor; dimensions of size 1 may have any stride, as in PyTorch).
+    public var isContiguous: Bool {
+        guard shape.count == strides.count else { return false }
+        var expected = 1
+        for axis in shape.indices.reversed() where shape[axis] != 1 {
+            guard strides[axis] == expected else { return false }
+            let (next, overflow) = expected.multipliedReportingOverflow(by: shape[axis])
+            guard !overflow else { return false }
+            expected = next
+        }
+        return true
+    }
+
+    /// The storage index one past the last element the view reaches (`offset` for an empty
+    /// tensor), or `nil` if a shape, stride or offset is negative or the index overflows.
+    static func end(offset: Int, shape: [Int], strides: [Int]) -> Int? {
+        guard offset >= 0, shape.count == strides.count, DataLimits.product(shape) != nil else { return nil }
+        if shape.contains(0) { return offset }
+        var last = offset
+        for (size, stride) in zip(shape, strides) {
+            guard stride >= 0 else { return nil }
+            let (step, overflow1) = (size - 1).multipliedReportingOverflow(by: stride)
+            let (sum, overflow2) = last.addingReportingOverflow(step)
+            guard !overflow1, !overflow2 else { return nil }
+            last = sum
+        }
+        let (end, overflow) = last.addingReportingOverflow(1)
+        return overflow ? nil : end
+    }
+}
+
 /// A safe reader of Python pickles (protocols 2 to 5) holding plain data and numpy arrays.
 ///
 /// The reader is a small pickle machine with a fixed set of opcodes. It never imports or runs
@@ -136,7 +247,22 @@ public struct NumpyArray: Sendable, Equatable {
 /// persistent ids, extension codes, sets, out-of-band buffers and protocol-0 text opcodes are
 /// refused with a ``DataError`` naming the file and byte offset. Every length is checked against
 /// the bytes that remain before anything is allocated.
+///
+/// The ``Dialect/pytorch`` dialect also reads what `torch.save(model.state_dict())` pickles
+/// (see ``pytorchGlobals``): `collections.OrderedDict`, tensors made by
+/// `torch._utils._rebuild_tensor_v2` (returned as ``PickleValue/torchTensor(_:)``, references to
+/// storages, not their bytes) and `BINPERSID` persistent ids naming storages. It still runs
+/// nothing: those globals are interpreted structurally too, and any other is refused at its
+/// opcode, before the caller reads a single storage byte.
 public enum Pickle {
+    /// Which globals and opcodes a pickle may use.
+    public enum Dialect: Sendable {
+        /// Plain data and numpy arrays (``allowedGlobals``): CIFAR's pickles.
+        case numpy
+        /// Also a PyTorch checkpoint's pickle: ``pytorchGlobals`` and `BINPERSID` storage ids.
+        case pytorch
+    }
+
     /// The globals the reader accepts, as `module.name`.
     public static let allowedGlobals: Set<String> = [
         "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
@@ -144,6 +270,13 @@ public enum Pickle {
         "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
         "numpy.ndarray", "numpy.dtype", "_codecs.encode",
     ]
+
+    /// The further globals the ``Dialect/pytorch`` dialect accepts, as `module.name`: what the
+    /// pickle of a `state_dict` saved by PyTorch 1.x and 2.x refers to (checked on files written
+    /// by torch 2.13 with `_use_new_zipfile_serialization` true and false).
+    public static let pytorchGlobals: Set<String> = Set([
+        "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+    ] + TorchDType.allCases.map(\.storageClass))
 
     /// The deepest nesting of containers the reader returns.
     public static let maximumDepth = 64
@@ -159,10 +292,19 @@ public enum Pickle {
     }
 
     /// Reads a pickle from `bytes`; `path` is used in errors, offsets count from `bytes.startIndex`.
-    public static func parse(_ bytes: ArraySlice<UInt8>, path: String) throws -> PickleValue {
+    ///
+    /// Bytes after the pickle's `STOP` are ignored.
+    public static func parse(_ bytes: ArraySlice<UInt8>, path: String, dialect: Dialect = .numpy) throws -> PickleValue {
+        try parsePrefix(bytes, path: path, dialect: dialect).value
+    }
+
+    /// Reads the pickle at the start of `bytes` and returns it with its length in bytes (up to
+    /// and including `STOP`): for streams of consecutive pickles such as PyTorch's legacy format.
+    static func parsePrefix(_ bytes: ArraySlice<UInt8>, path: String, dialect: Dialect) throws -> (value: PickleValue, length: Int) {
         try bytes.withUnsafeBufferPointer { buffer in
-            var machine = Machine(input: buffer, path: path)
-            return try machine.run()
+            var machine = Machine(input: buffer, path: path, dialect: dialect)
+            let value = try machine.run()
+            return (value, machine.position)
         }
     }
 }
@@ -190,6 +332,7 @@ private enum Object {
     case list(ListBox), tuple([Object]), dict(DictBox)
     case global(String)    // "module.name", already checked against the allowed list
     case dtype(DTypeBox), array(ArrayBox)
+    case storage(TorchStorageReference), tensor(TorchTensorReference)  // PyTorch dialect only
 
     var typeName: String {
         switch self {
@@ -205,6 +348,8 @@ private enum Object {
         case .global(let name): name
         case .dtype: "numpy.dtype"
         case .array: "numpy.ndarray"
+        case .storage(let storage): "\(storage.dtype.storageClass) storage"
+        case .tensor: "torch.Tensor"
         }
     }
 }
@@ -212,16 +357,20 @@ private enum Object {
 private struct Machine {
     let input: UnsafeBufferPointer<UInt8>
     let path: String
+    let dialect: Pickle.Dialect
     var position = 0
     var opcodeOffset = 0
     var stack: [Object] = []
     var marks: [Int] = []
     var memo: [Int: Object] = [:]
     var nodeBudget: Int
+    /// The storages persistent ids have named, by key: one key must always mean one storage.
+    var storages: [String: TorchStorageReference] = [:]
 
-    init(input: UnsafeBufferPointer<UInt8>, path: String) {
+    init(input: UnsafeBufferPointer<UInt8>, path: String, dialect: Pickle.Dialect) {
         self.input = input
         self.path = path
+        self.dialect = dialect
         nodeBudget = input.count + 1024
     }
 
@@ -389,6 +538,8 @@ private struct Machine {
             case UInt8(ascii: "b"):  // BUILD
                 let state = try pop()
                 try build(try top(), state: state)
+            case UInt8(ascii: "Q") where dialect == .pytorch:  // BINPERSID
+                stack.append(try persistentLoad(try pop()))
 
             case UInt8(ascii: "q"): memo[Int(try byte())] = try top()         // BINPUT
             case UInt8(ascii: "r"): memo[Int(try unsigned(4))] = try top()    // LONG_BINPUT
@@ -440,14 +591,103 @@ private struct Machine {
 
     func global(_ module: String, _ name: String) throws -> Object {
         let full = module + "." + name
-        guard Pickle.allowedGlobals.contains(full) else {
-            throw refuse("global '\(full)' is not allowed (only numpy arrays, dtypes and _codecs.encode are read)")
+        switch dialect {
+        case .numpy:
+            guard Pickle.allowedGlobals.contains(full) else {
+                throw refuse("global '\(full)' is not allowed (only numpy arrays, dtypes and _codecs.encode are read)")
+            }
+        case .pytorch:
+            guard Pickle.allowedGlobals.contains(full) || Pickle.pytorchGlobals.contains(full) else {
+                throw refuse("global '\(full)' is not allowed (a state_dict needs only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch storage types; nothing is run)")
+            }
         }
         return .global(full)
     }
 
+    // MARK: PyTorch
+
+    /// `BINPERSID` with `('storage', storage class, key, location, count[, view metadata])`, as
+    /// `torch.serialization` writes it (6 items in the legacy format, whose view metadata is
+    /// always `None` since PyTorch 1.x).
+    mutating func persistentLoad(_ id: Object) throws -> Object {
+        guard case .tuple(let items) = id, items.count == 5 || items.count == 6,
+              case .unicode(let tag) = items[0], tag == Array("storage".utf8) else {
+            throw refuse("persistent id \(id.typeName) (only PyTorch's ('storage', ...) ids are read)")
+        }
+        guard case .global(let typeName) = items[1] else { throw fail("storage type is a \(items[1].typeName), not a class") }
+        guard let dtype = TorchDType(storageClass: typeName) else {
+            throw refuse("storage type '\(typeName)' (float32, float16, bfloat16, float64 and int64 are read)")
+        }
+        guard let key = text(items[2]), let location = text(items[3]) else { throw fail("storage key or location is not text") }
+        guard case .int(let count) = items[4], count >= 0 else { throw fail("storage element count is not a non-negative int") }
+        if items.count == 6, case .none = items[5] {} else if items.count == 6 {
+            throw refuse("storage views (legacy view metadata); re-save the checkpoint with a current PyTorch")
+        }
+        let storage = TorchStorageReference(key: key, dtype: dtype, count: count, location: location)
+        if let known = storages[key], known.dtype != dtype || known.count != count {
+            throw fail("storage '\(key)' is named as \(known.count) \(known.dtype) and as \(count) \(dtype) elements")
+        }
+        storages[key] = storage
+        return .storage(storage)
+    }
+
+    func text(_ object: Object) -> String? {
+        switch object {
+        case .unicode(let bytes):
+            let text = String(decoding: bytes, as: UTF8.self)
+            return text.utf8.elementsEqual(bytes) ? text : nil
+        case .bytes(let bytes): return PickleValue.bytes(bytes).text
+        default: return nil
+        }
+    }
+
+    func integers(_ object: Object, _ what: String) throws -> [Int] {
+        guard case .tuple(let items) = object, items.count <= Pickle.maximumDepth else {
+            throw fail("tensor \(what) is a \(object.typeName), not a tuple of at most \(Pickle.maximumDepth) ints")
+        }
+        return try items.map {
+            guard case .int(let value) = $0 else { throw fail("tensor \(what) holds a \($0.typeName), not an int") }
+            return value
+        }
+    }
+
+    /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[,
+    /// metadata])`, checking the view lies inside the storage.
+    func rebuildTensor(_ arguments: [Object]) throws -> Object {
+        guard arguments.count == 6 || arguments.count == 7 else {
+            throw fail("_rebuild_tensor_v2 expects 6 or 7 arguments, got \(arguments.count)")
+        }
+        guard case .storage(let storage) = arguments[0] else {
+            throw fail("_rebuild_tensor_v2 of a \(arguments[0].typeName), not a storage")
+        }
+        guard case .int(let offset) = arguments[1] else { throw fail("tensor storage offset is a \(arguments[1].typeName), not an int") }
+        let shape = try integers(arguments[2], "size"), strides = try integers(arguments[3], "stride")
+        guard shape.count == strides.count else { throw fail("tensor has \(shape.count) sizes but \(strides.count) strides") }
+        guard let end = TorchTensorReference.end(offset: offset, shape: shape, strides: strides) else {
+            throw fail("tensor view (offset \(offset), size \(shape), stride \(strides)) is negative or overflows")
+        }
+        guard end <= storage.count else {
+            throw fail("tensor view (offset \(offset), size \(shape), stride \(strides)) reaches element \(end - 1) of storage '\(storage.key)' of \(storage.count)")
+        }
+        switch arguments[4] { case .bool: break; default: throw fail("tensor requires_grad is not a bool") }
+        switch arguments[5] { case .dict, .none: break; default: throw fail("tensor backward hooks are a \(arguments[5].typeName), not a dict") }
+        return .tensor(TorchTensorReference(storage: storage, offset: offset, shape: shape, strides: strides))
+    }
+
     mutating func call(_ callable: Object, _ arguments: [Object]) throws -> Object {
         guard case .global(let name) = callable else { throw fail("REDUCE on a \(callable.typeName), not a function") }
+        switch name {
+        case "collections.OrderedDict":  // OrderedDict(): SETITEMS fills it
+            guard arguments.isEmpty else { throw refuse("collections.OrderedDict with arguments") }
+            return .dict(DictBox())
+        case "torch._utils._rebuild_tensor_v2":
+            return try rebuildTensor(arguments)
+        case "torch._utils._rebuild_parameter":  // _rebuild_parameter(data, requires_grad, backward_hooks)
+            guard arguments.count == 3, case .tensor = arguments[0] else { throw fail("_rebuild_parameter expects (tensor, bool, hooks)") }
+            return arguments[0]
+        default:
+            break
+        }
         switch name.split(separator: ".").last! {
         case "encode":  // _codecs.encode(text, encoding): how Python 3 pickles bytes in protocol 2
             guard arguments.count == 2, case .unicode(let text) = arguments[0], case .unicode(let codec) = arguments[1] else {
@@ -560,6 +800,12 @@ private struct Machine {
     }
 
     func build(_ object: Object, state: Object) throws {
+        if dialect == .pytorch, case .dict = object {
+            guard case .dict = state else { throw fail("BUILD state of a dict is a \(state.typeName), not a dict") }
+            // OrderedDict.__reduce__ gives its __dict__ as state: a state_dict's `_metadata`
+            // (per-module versions), which loading weights does not need.
+            return
+        }
         guard case .tuple(let items) = state else { throw fail("BUILD state is a \(state.typeName), not a tuple") }
         switch object {
         case .array(let box):
@@ -625,6 +871,8 @@ private struct Machine {
         case .array(let box):
             guard let array = box.array else { throw fail("numpy array was never given its contents") }
             return .array(array)
+        case .tensor(let tensor): return .torchTensor(tensor)
+        case .storage(let storage): throw refuse("a bare torch storage '\(storage.key)' as data (only tensors are read)")
         case .global(let name): throw refuse("a bare reference to '\(name)' as data")
         case .dtype: throw refuse("a bare numpy.dtype as data")
         }

@@ -193,7 +193,10 @@ public struct ModelCard: Codable, Sendable, Equatable {
     }
 
     /// The network's definition, parsed from ``architecture``.
-    public func definition() throws -> ModelDefinition {
+    public func definition() throws -> ModelDefinition { try Self.definition(of: architecture) }
+
+    /// The zoo's definition of `architecture`, its errors as the card's.
+    public static func definition(of architecture: Architecture) throws -> ModelDefinition {
         do { return try ModelDefinition(name: architecture.name, options: architecture.options) } catch let error as ModelError {
             throw ModelFileError.invalidCard("the model card's architecture: \(error.description)")
         }
