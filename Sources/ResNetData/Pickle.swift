@@ -594,11 +594,11 @@ private struct Machine {
         switch dialect {
         case .numpy:
             guard Pickle.allowedGlobals.contains(full) else {
-                throw refuse("global '\(full)' is not allowed (only numpy arrays, dtypes and _codecs.encode are read)")
+                throw refuse("global '\(oneLine(full))' is not allowed (only numpy arrays, dtypes and _codecs.encode are read)")
             }
         case .pytorch:
             guard Pickle.allowedGlobals.contains(full) || Pickle.pytorchGlobals.contains(full) else {
-                throw refuse("global '\(full)' is not allowed (a state_dict needs only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch storage types; nothing is run)")
+                throw refuse("global '\(oneLine(full))' is not allowed (a state_dict needs only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch storage types; nothing is run)")
             }
         }
         return .global(full)
@@ -616,7 +616,7 @@ private struct Machine {
         }
         guard case .global(let typeName) = items[1] else { throw fail("storage type is a \(items[1].typeName), not a class") }
         guard let dtype = TorchDType(storageClass: typeName) else {
-            throw refuse("storage type '\(typeName)' (float32, float16, bfloat16, float64 and int64 are read)")
+            throw refuse("storage type '\(oneLine(typeName))' (float32, float16, bfloat16, float64 and int64 are read)")
         }
         guard let key = text(items[2]), let location = text(items[3]) else { throw fail("storage key or location is not text") }
         guard case .int(let count) = items[4], count >= 0 else { throw fail("storage element count is not a non-negative int") }
@@ -625,7 +625,7 @@ private struct Machine {
         }
         let storage = TorchStorageReference(key: key, dtype: dtype, count: count, location: location)
         if let known = storages[key], known.dtype != dtype || known.count != count {
-            throw fail("storage '\(key)' is named as \(known.count) \(known.dtype) and as \(count) \(dtype) elements")
+            throw fail("storage '\(oneLine(key))' is named as \(known.count) \(known.dtype) and as \(count) \(dtype) elements")
         }
         storages[key] = storage
         return .storage(storage)
@@ -667,7 +667,7 @@ private struct Machine {
             throw fail("tensor view (offset \(offset), size \(shape), stride \(strides)) is negative or overflows")
         }
         guard end <= storage.count else {
-            throw fail("tensor view (offset \(offset), size \(shape), stride \(strides)) reaches element \(end - 1) of storage '\(storage.key)' of \(storage.count)")
+            throw fail("tensor view (offset \(offset), size \(shape), stride \(strides)) reaches element \(end - 1) of storage '\(oneLine(storage.key))' of \(storage.count)")
         }
         switch arguments[4] { case .bool: break; default: throw fail("tensor requires_grad is not a bool") }
         switch arguments[5] { case .dict, .none: break; default: throw fail("tensor backward hooks are a \(arguments[5].typeName), not a dict") }
@@ -700,7 +700,7 @@ private struct Machine {
             case "utf-8", "utf8", "ascii":
                 return .bytes(text)
             case let other:
-                throw refuse("_codecs.encode with encoding '\(other)'")
+                throw refuse("_codecs.encode with encoding '\(oneLine(other))'")
             }
         case "_reconstruct":  // _reconstruct(numpy.ndarray, (0,), b'b'); BUILD sets the contents
             guard arguments.count == 3, case .global("numpy.ndarray") = arguments[0] else {
@@ -736,7 +736,7 @@ private struct Machine {
             guard let value = element.integers()?.first else { throw refuse("numpy scalar of type \(element.dtype) beyond 64 bits") }
             return type.kind == .bool ? .bool(value != 0) : .int(value)
         default:
-            throw refuse("calling '\(name)'")
+            throw refuse("calling '\(oneLine(name))'")
         }
     }
 
@@ -754,7 +754,7 @@ private struct Machine {
         }
         guard let first = characters.first, let kind = NumpyArray.Kind(rawValue: first), let size = Int(characters.dropFirst()),
               kind == .float ? [2, 4, 8].contains(size) : kind == .bool ? size == 1 : [1, 2, 4, 8].contains(size) else {
-            throw refuse("numpy dtype '\(text)' (only bool, integer and float arrays are read)")
+            throw refuse("numpy dtype '\(oneLine(text))' (only bool, integer and float arrays are read)")
         }
         return DTypeBox(kind: kind, itemSize: size, bigEndian: bigEndian)
     }
@@ -872,8 +872,8 @@ private struct Machine {
             guard let array = box.array else { throw fail("numpy array was never given its contents") }
             return .array(array)
         case .tensor(let tensor): return .torchTensor(tensor)
-        case .storage(let storage): throw refuse("a bare torch storage '\(storage.key)' as data (only tensors are read)")
-        case .global(let name): throw refuse("a bare reference to '\(name)' as data")
+        case .storage(let storage): throw refuse("a bare torch storage '\(oneLine(storage.key))' as data (only tensors are read)")
+        case .global(let name): throw refuse("a bare reference to '\(oneLine(name))' as data")
         case .dtype: throw refuse("a bare numpy.dtype as data")
         }
     }
@@ -888,6 +888,12 @@ private struct Machine {
         let hex = "0x" + (op < 16 ? "0" : "") + String(op, radix: 16)
         return names[op].map { "\($0) (\(hex))" } ?? "\(hex) (unknown)"
     }
+}
+
+/// `text` with control characters (a newline in a hostile name, say) shown as `?`, so that
+/// an error quoting it stays one line.
+func oneLine(_ text: String) -> String {
+    String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
 }
 
 /// Decodes UTF-8 whose code points are all below 256 into those byte values (Latin-1), or `nil`.

@@ -110,14 +110,30 @@ public final class Classifier {
         try ResNetData.readImage(path: path, channels: card.input.channels)
     }
 
-    /// Softmax probabilities of each image (any size; prepared here), in order.
-    public func probabilities(_ images: [PlanarImage]) throws -> [[Float]] {
+    /// Decodes and prepares an image file (``ModelCard/prepare(_:)``): only the input-sized
+    /// result is kept, so that many large photos do not add up in memory.
+    public func prepareImage(path: String) throws -> PlanarImage {
+        try card.prepare(decodeImage(path: path))
+    }
+
+    /// Softmax probabilities of each image, in order: images of any size, prepared here, or
+    /// already `prepared` (``prepareImage(path:)``).
+    public func probabilities(_ images: [PlanarImage], prepared: Bool = false) throws -> [[Float]] {
         guard !images.isEmpty else { return [] }
         let input = card.input
         let size = input.shape.reduce(1, *)
         var pixels = [UInt8]()
         pixels.reserveCapacity(images.count * size)
-        for image in images { pixels += try card.prepare(image).pixels }
+        for image in images {
+            if prepared {
+                guard image.channels == input.channels, image.height == input.height, image.width == input.width else {
+                    throw ModelFileError.invalidCard("a prepared image of \(image.channels)x\(image.height)x\(image.width) for a network that takes \(input.shape.map(String.init).joined(separator: "x"))")
+                }
+                pixels += image.pixels
+            } else {
+                pixels += try card.prepare(image).pixels
+            }
+        }
         let dataset = ImageDataset(images: pixels, labels: [Int32](repeating: 0, count: images.count), channels: input.channels,
                                    height: input.height, width: input.width, classNames: card.classNames)
         var probabilities = [[Float]](repeating: [], count: images.count)
@@ -128,14 +144,14 @@ public final class Classifier {
     }
 
     /// The `top` most probable classes of each image, most probable first (ties: lower index).
-    public func classify(_ images: [PlanarImage], top: Int = 5) throws -> [[Prediction]] {
-        try probabilities(images).map { ranked($0, top: top) }
+    public func classify(_ images: [PlanarImage], top: Int = 5, prepared: Bool = false) throws -> [[Prediction]] {
+        try probabilities(images, prepared: prepared).map { ranked($0, top: top) }
     }
 
     /// Reads, prepares and classifies image files; a file that cannot be decoded stops the call
     /// before any network work.
     public func classify(files: [String], top: Int = 5) throws -> [[Prediction]] {
-        try classify(try files.map(decodeImage(path:)), top: top)
+        try classify(try files.map(prepareImage(path:)), top: top, prepared: true)
     }
 
     /// The `top` classes of one probability vector.

@@ -26,7 +26,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     /// The largest input side and class count a card may ask for. They bound what a card can make
     /// us allocate before the network's own bound (``ModelDefinition/maximumParameterCount``).
     public static let maximumInputSide = 4_096
-    public static let maximumClassCount = 100_000
+    public static let maximumClassCount = ModelDefinition.maximumClassCount
 
     public var format: Int
     public var architecture: Architecture

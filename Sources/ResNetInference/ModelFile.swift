@@ -68,6 +68,15 @@ public enum ModelFile {
         } else {
             throw ModelFileError.invalidCard("\(url.path): no model card in the metadata (key '\(ModelCard.metadataKey)'): not a SwiftResNet model file")
         }
+        // Stored preprocessing is exactly what the card needs: the ZCA mean and matrix, or nothing.
+        let stored = Set(tensors.keys.filter { $0.hasPrefix("preprocessing/") })
+        if case .zca = card.preprocessing.normalization {
+            guard stored.isSubset(of: [ModelCard.zcaMeanTensor, ModelCard.zcaMatrixTensor]) else {
+                throw ModelFileError.mismatch("\(url.path): unexpected preprocessing tensors \(stored.sorted())")
+            }
+        } else if let extra = stored.sorted().first {
+            throw ModelFileError.mismatch("\(url.path): a preprocessing tensor '\(extra)' the card's normalization does not use")
+        }
         let model = try card.buildModel()
         try loadWeights(tensors, into: model, path: url.path)
         model.eval()
@@ -108,6 +117,9 @@ public enum ModelFile {
         if case .zca = card.preprocessing.normalization {
             guard let whitening else { throw ModelFileError.invalidCard("\(url.path): a ZCA model card needs its fitted whitening") }
             tensors.merge(Self.tensors(of: whitening)) { a, _ in a }
+        }
+        if let clash = extraTensors.keys.first(where: { tensors[$0] != nil }) {
+            throw ModelFileError.invalidCard("\(url.path): the extra tensor '\(clash)' has the name of one of the model's")
         }
         tensors.merge(extraTensors) { a, _ in a }
         var all = metadata

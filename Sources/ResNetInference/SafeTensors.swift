@@ -140,8 +140,13 @@ public enum SafeTensors {
     ///   ``ModelFileError/invalidFile(_:)`` when it is not a regular file, too large, or not
     ///   valid (see ``decode(_:path:)``).
     public static func read(_ url: URL) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        try decode(try readRegularFile(url, limit: maximumFileSize), path: url.path)
+        try decode(try readRegularFile(url, limit: min(maximumFileSize, memoryLimit)), path: url.path)
     }
+
+    /// The largest file ``read(_:)`` takes on this machine: a third of its memory, since the
+    /// bytes and the decoded floats (up to twice as many bytes, for F16/BF16 files) are held
+    /// at once. Beyond, the process would be killed for memory instead of failing with a line.
+    public static var memoryLimit: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 3) }
 }
 
 // MARK: - Reading a bounded regular file
@@ -171,7 +176,7 @@ extension SafeTensors {
         }
         let size = Int(status.st_size)
         guard size <= limit else {
-            throw ModelFileError.invalidFile("\(path): not a valid safetensors file: \(size) bytes exceeds the \(limit)-byte limit (SafeTensors.maximumFileSize)")
+            throw ModelFileError.invalidFile("\(path): not a valid safetensors file: \(size) bytes exceeds the \(limit)-byte limit (at most 16 GiB, and a third of this machine's memory)")
         }
         guard let buffer = malloc(max(size, 1)) else {
             throw ModelFileError.io("\(path): cannot allocate \(size) bytes to read it")

@@ -141,6 +141,15 @@ extension ModelSummary {
     /// Refuses a batch whose forward outputs alone (and, when training, their gradients) need
     /// more than this machine's memory: planning such a graph would abort on allocation. The
     /// graphs share memory, so what passes may still be large; what fails cannot fit.
+    /// The largest batch of at most `limit` images that ``checkFits(batchSize:training:)``
+    /// accepts, halving from `limit`; throws when not even one image fits.
+    public func largestFittingBatch(upTo limit: Int, training: Bool) throws -> Int {
+        var batch = max(1, limit)
+        while batch > 1, (try? checkFits(batchSize: batch, training: training)) == nil { batch /= 2 }
+        try checkFits(batchSize: batch, training: training)
+        return batch
+    }
+
     public func checkFits(batchSize: Int, training: Bool) throws {
         let perImage = activationBytes * (training ? 2 : 1)
         let (total, overflow) = perImage.multipliedReportingOverflow(by: max(batchSize, 1))

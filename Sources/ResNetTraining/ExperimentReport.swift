@@ -49,17 +49,19 @@ public struct ExperimentReport {
                                 validationError: r.validationAccuracy.map { 100 * (1 - $0) },
                                 testError: r.testAccuracy.map { 100 * (1 - $0) }))
             }
-            let chosen = status.bestEpoch.flatMap { epoch in status.history.first { $0.epoch == epoch } }
+            // The checkpoint chosen on validation, and the test error of exactly those weights:
+            // test.json, or the test error logged at the same step (monitored runs in progress).
+            let best = status.best
             var test: Double?
             if status.stage == .finished,
                let data = try? Data(contentsOf: directory.appendingPathComponent("test.json")),
                let result = try? JSONDecoder().decode(EvaluationResult.self, from: data) {
                 test = 100 * (1 - result.top1)
-            } else if let accuracy = chosen?.testAccuracy {
+            } else if let best, let accuracy = status.history.first(where: { $0.step == best.step })?.testAccuracy {
                 test = 100 * (1 - accuracy)
             }
-            results.append(Result(run: run, status: status, bestValidationError: chosen?.validationAccuracy.map { 100 * (1 - $0) },
-                                  chosenEpoch: chosen?.epoch, testError: test,
+            results.append(Result(run: run, status: status, bestValidationError: best.map { 100 * (1 - $0.accuracy) },
+                                  chosenEpoch: best?.epoch, testError: test,
                                   finalTrainError: status.history.last.map { 100 * (1 - $0.trainAccuracy) },
                                   hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600))
         }

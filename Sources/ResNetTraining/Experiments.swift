@@ -76,14 +76,14 @@ public enum Experiment: String, CaseIterable, Sendable {
     }
 
     /// A request for `recipe` with its length scaled, shortcut A, fp32 (every run of a campaign
-    /// in the same precision, whichever machine resumes it), the test set left for the report.
+    /// in the same precision, whichever machine resumes it). The runner evaluates the test set
+    /// once at each run's end, with the checkpoint chosen on validation.
     private static func request(recipe: Recipe, scale: Double, seed: UInt64) -> RunRequest {
         var r = RunRequest()
         r.recipe = recipe.name
         r.seed = seed
         r.shortcut = .a
         r.precision = .fp32
-        r.skipTest = recipe.name != "he2016"
         switch recipe.duration {
         case .iterations(let n):
             let scaled = { (k: Int) in max(1, Int((Double(k) * scale).rounded())) }
@@ -117,23 +117,34 @@ public struct ExperimentRunStatus: Sendable {
     public var history: [EpochRecord]
     public var configuration: RunConfiguration?
     public var bestEpoch: Int?
+    /// The validation that chose `best.safetensors` (within an epoch for early stopping's
+    /// `everyBatches`).
+    public var best: ValidationRecord?
 
     /// Reads `directory` (a run's); a directory without a checkpoint has not started.
     public static func read(_ directory: URL) throws -> ExperimentRunStatus {
         let last = directory.appendingPathComponent("last.safetensors")
         guard FileManager.default.fileExists(atPath: last.path) else {
-            return ExperimentRunStatus(stage: .notStarted, step: 0, totalSteps: nil, history: [], configuration: nil, bestEpoch: nil)
+            return ExperimentRunStatus(stage: .notStarted, step: 0, totalSteps: nil, history: [], configuration: nil, bestEpoch: nil, best: nil)
         }
         let configuration = try Trainer.loadConfiguration(directory)
         let metadata = try SafeTensors.read(last).metadata
         guard let json = metadata["resnet.state"] else { throw TrainingError.checkpoint("\(last.path): no run state") }
-        let state: RunState
-        do { state = try JSONDecoder().decode(RunState.self, from: Data(json.utf8)) } catch let error as DecodingError {
+        let decoded: RunState
+        do { decoded = try Trainer.decoder.decode(RunState.self, from: Data(json.utf8)) } catch let error as DecodingError {
             throw TrainingError.checkpoint("\(last.path): unreadable run state (\(error.summary))")
         }
-        return ExperimentRunStatus(stage: state.finished ? .finished : .partial, step: state.step,
-                                   totalSteps: configuration.recipe.totalIterations(trainingCount: configuration.trainingCount),
-                                   history: state.history, configuration: configuration, bestEpoch: state.bestEpoch)
+        let total = configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)
+        let state: RunState
+        do {
+            state = try decoded.validated(totalSteps: total, stepsPerEpoch: max(1, configuration.trainingCount / configuration.recipe.batchSize),
+                                          recipe: configuration.recipe)
+        } catch let error as TrainingError {
+            throw TrainingError.checkpoint("\(last.path): \(error.description)")
+        }
+        return ExperimentRunStatus(stage: state.finished ? .finished : .partial, step: state.step, totalSteps: total,
+                                   history: state.history, configuration: configuration, bestEpoch: state.bestEpoch,
+                                   best: (state.validations ?? Trainer.validations(from: state.history)).last { $0.best })
     }
 }
 
@@ -179,27 +190,30 @@ public final class ExperimentRunner {
             if let existing = status.configuration, !Self.sameRun(existing, planned) {
                 throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
             }
-            if status.stage == .finished { log("[\(k + 1)/\(runs.count)] \(run.name): finished"); continue }
+            let testFile = directory.appendingPathComponent("test.json")
+            if status.stage == .finished {
+                log("[\(k + 1)/\(runs.count)] \(run.name): finished")
+                // A run stopped between its last checkpoint and its test evaluation gets it now.
+                if !FileManager.default.fileExists(atPath: testFile.path), let test = data.split("test") {
+                    try evaluateTestSplit(of: directory, test: test)
+                }
+                continue
+            }
             let configuration = status.configuration ?? planned
             log("[\(k + 1)/\(runs.count)] \(run.name): \(status.stage == .partial ? "resuming at step \(status.step)" : "starting"), \(configuration.recipe.schedule.resolvingLength(configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)).summary)")
             let (t, v) = try configuration.split(train)
             let trainer = try Trainer(configuration: configuration, training: train.subset(t), validation: v.isEmpty ? nil : train.subset(v),
                                       test: data.split("test"), runDirectory: directory, resume: status.stage == .partial)
             trainer.log = { [log] in log("  " + $0) }
-            trainer.callbacks.append(PauseCallback(file: folder.appendingPathComponent("PAUSE"), log: log))
+            trainer.callbacks.append(InterruptionRelay(from: interruption))
+            trainer.callbacks.append(PauseCallback(file: folder.appendingPathComponent("PAUSE"), interruption: interruption, log: log))
             trainer.callbacks += callbacks()
-            let stop = interruption
-            trainer.callbacks.append(InterruptionRelay(from: stop))
             let outcome = try trainer.run()
             if outcome.interrupted { return false }
-            if configuration.skipsTest != true, let test = data.split("test") {
-                // The he2016 runs end as `resnet train` ends them: the test set once, with the
-                // checkpoint chosen on validation.
-                let chosen = try TrainedModel(directory.path).loaded
-                let result = try Evaluator(model: chosen.model, imageShape: configuration.imageShape,
-                                           classCount: configuration.classNames.count, whitening: trainer.whitening)
-                    .evaluate(test, normalization: configuration.normalization)
-                try writeAtomically(try JSONEncoder().encode(result), to: directory.appendingPathComponent("test.json"))
+            // Every campaign run ends as `resnet train` ends: the test split once, with the
+            // checkpoint chosen on validation.
+            if let test = data.split("test") {
+                try evaluateTestSplit(of: directory, test: test, whitening: trainer.whitening, batchSize: trainer.evaluationBatchSize)
             }
         }
         return true
@@ -235,20 +249,29 @@ public final class ExperimentRunner {
     }
 }
 
-/// Waits while a pause file exists (checked every 16 steps: a `stat`).
+/// Waits while a pause file exists (checked every 16 steps with one `stat`, no allocation);
+/// an interruption (Ctrl-C on the campaign) ends the wait.
 final class PauseCallback: TrainingCallback {
-    let file: URL
+    let path: String
+    let interruption: Interruption
     let log: (String) -> Void
-    init(file: URL, log: @escaping (String) -> Void) {
-        self.file = file
+    init(file: URL, interruption: Interruption, log: @escaping (String) -> Void) {
+        path = file.path
+        self.interruption = interruption
         self.log = log
     }
 
+    private var exists: Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
     func stepDidEnd(_ trainer: Trainer, _ result: TrainingStep.Result, epochStart: Date) throws {
-        guard trainer.state.step % 16 == 0, FileManager.default.fileExists(atPath: file.path) else { return }
-        log("  paused at step \(trainer.state.step): \(file.path) exists (remove it to continue)")
+        guard trainer.state.step % 16 == 0, exists else { return }
+        log("  paused at step \(trainer.state.step): \(path) exists (remove it to continue)")
         let start = Date()
-        while FileManager.default.fileExists(atPath: file.path), !trainer.interruption.isSet { usleep(200_000) }
+        while exists, !interruption.isSet, !trainer.interruption.isSet { usleep(200_000) }
+        if interruption.isSet { trainer.interruption.set() }
         // The pause is not training time.
         trainer.state.partialSeconds += start.timeIntervalSinceNow
         log("  resumed after \(Int(-start.timeIntervalSinceNow)) s")

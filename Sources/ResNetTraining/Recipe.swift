@@ -145,7 +145,8 @@ public struct Recipe: Codable, Sendable, Equatable {
         case .sgd: return try SGD(learningRate: rate, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
         case .adam: return try Adam(learningRate: rate, weightDecay: weightDecay)
         case .adamw: return try AdamW(learningRate: rate, weightDecay: weightDecay)
-        // Keras's decay (rho 0.9), as the Keras tutorial's small VGG trains with.
+        // Keras's decay rate (rho 0.9), as the Keras tutorial's small VGG trains with; the
+        // epsilon is PyTorch's (1e-8, outside the root), not Keras's (1e-7, inside).
         case .rmsprop: return try RMSprop(learningRate: rate, alpha: 0.9, weightDecay: weightDecay)
         }
     }

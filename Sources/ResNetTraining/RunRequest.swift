@@ -220,7 +220,9 @@ public struct RunRequest: Sendable, Equatable {
             if overrides.validation == nil { recipe.validationCount = train.count / 10 }
             if overrides.epochs == nil && overrides.iterations == nil {
                 recipe.duration = .epochs(15)
-                if case .multiStep(let base, _, _, .iteration) = recipe.schedule {
+                // The recipe's own iteration milestones, scaled to the short run; a schedule the
+                // request gave is kept as given.
+                if schedule == nil, case .multiStep(let base, _, _, .iteration) = recipe.schedule {
                     recipe.schedule = .multiStep(base: base, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch)
                 }
             }

@@ -90,3 +90,27 @@ public struct TrainedModel {
         }
     }
 }
+
+/// The end of a run: the test split evaluated once, with the checkpoint chosen on validation
+/// (`best.safetensors`, else `last.safetensors`), written as `test.json`, `confusion_matrix.png`
+/// and `predictions.png` (right and wrong predictions across the classes) in the run directory.
+///
+/// - Parameters:
+///   - whitening: the run's fitted ZCA whitening, when its normalization is ZCA (else the
+///     checkpoint's stored one is used).
+///   - batchSize: images per forward pass (lower it for large inputs).
+/// - Returns: the result and the file it was measured with.
+@discardableResult
+public func evaluateTestSplit(of directory: URL, test: ImageDataset, whitening: ZCAWhitening? = nil,
+                              batchSize: Int = 500) throws -> (result: EvaluationResult, checkpoint: URL) {
+    let chosen = try TrainedModel(directory.path).loaded
+    let card = chosen.card
+    let sampler = PredictionSampler(labels: test.labels)
+    let result = try Evaluator(model: chosen.model, imageShape: card.input.shape, classCount: card.classNames.count,
+                               batchSize: batchSize, whitening: whitening ?? chosen.whitening)
+        .evaluate(test, normalization: card.preprocessing.normalization, onPrediction: sampler.record)
+    try writeAtomically(try JSONEncoder().encode(result), to: directory.appendingPathComponent("test.json"))
+    try writeConfusionMatrix(result, to: directory.appendingPathComponent("confusion_matrix.png").path)
+    try writePredictionGallery(images: test, predictions: sampler.predictions, to: directory.appendingPathComponent("predictions.png").path)
+    return (result, chosen.url)
+}

@@ -180,6 +180,8 @@ public final class Trainer {
     let monitoredTest: ImageDataset?
     /// Fitted on the training part when the normalization is ZCA.
     public let whitening: ZCAWhitening?
+    /// Images per evaluation pass: 500, or fewer when the input is large (memory).
+    public let evaluationBatchSize: Int
     let optimizer: any Optimizer
     private let parameters: [Parameter]
     var recipe: Recipe { configuration.recipe }
@@ -215,8 +217,10 @@ public final class Trainer {
         }
         model = try configuration.buildModel()
         let shape = configuration.imageShape
-        try ModelSummary(of: model, name: configuration.model, input: ImageShape(height: shape[1], width: shape[2], channels: shape[0]),
-                         classes: configuration.classNames.count).checkFits(batchSize: configuration.recipe.batchSize, training: true)
+        let summary = try ModelSummary(of: model, name: configuration.model, input: ImageShape(height: shape[1], width: shape[2], channels: shape[0]),
+                                       classes: configuration.classNames.count)
+        try summary.checkFits(batchSize: configuration.recipe.batchSize, training: true)
+        evaluationBatchSize = try summary.largestFittingBatch(upTo: 500, training: false)
         parameters = model.trainableParameters
         optimizer = try configuration.recipe.makeOptimizer()
         optimizer.register(parameters)
@@ -249,12 +253,14 @@ public final class Trainer {
         }
         if let validation {
             callbacks.append(ValidationCallback(evaluator: Evaluator(model: model, imageShape: configuration.imageShape,
-                                                                     classCount: configuration.classNames.count, whitening: whitening),
+                                                                     classCount: configuration.classNames.count,
+                                                                     batchSize: evaluationBatchSize, whitening: whitening),
                                                 validation: validation))
         }
         if let monitoredTest {
             callbacks.append(TestMonitorCallback(evaluator: Evaluator(model: model, imageShape: configuration.imageShape,
-                                                                      classCount: configuration.classNames.count, whitening: whitening),
+                                                                      classCount: configuration.classNames.count,
+                                                                      batchSize: evaluationBatchSize, whitening: whitening),
                                                  test: monitoredTest))
         }
         callbacks.append(MetricsFilesCallback())
@@ -334,7 +340,7 @@ public final class Trainer {
         }
         let steps = configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)
         let perEpoch = max(1, configuration.trainingCount / configuration.recipe.batchSize)
-        do { state = try restored.validated(totalSteps: steps, stepsPerEpoch: perEpoch) } catch let error as TrainingError {
+        do { state = try restored.validated(totalSteps: steps, stepsPerEpoch: perEpoch, recipe: configuration.recipe) } catch let error as TrainingError {
             throw TrainingError.checkpoint("\(url.path): \(error.description)")
         }
         var optimizerState: [String: [Float]] = [:]
@@ -398,7 +404,8 @@ public final class Trainer {
             let epoch = loader.epoch(state.epoch, startingAt: state.batchInEpoch)
             defer { epoch.cancel() }
             let epochStart = Date()
-            while state.step < totalSteps, let batch = epoch.next() {
+            // A stop requested in the step before an interruption's checkpoint takes effect at once.
+            while state.step < totalSteps, state.stopReason == nil, let batch = epoch.next() {
                 let rate = learningRate(step: state.step, plan: plan)
                 let result: TrainingStep.Result
                 do { result = try step(images: batch.images, labels: batch.labels, learningRate: rate) } catch let error as TrainingStep.NonFiniteLoss {

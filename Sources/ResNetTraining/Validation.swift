@@ -114,8 +114,10 @@ extension RunConfiguration {
 }
 
 extension RunState {
-    /// The state if it is one a run of `totalSteps` steps (`stepsPerEpoch` per epoch) can be in.
-    public func validated(totalSteps: Int, stepsPerEpoch: Int) throws -> RunState {
+    /// The state if it is one a run of `recipe` with `totalSteps` steps (`stepsPerEpoch` per
+    /// epoch) can be in: counters in range, and the plateau and early-stopping rules the
+    /// recipe's (only their progress may differ).
+    public func validated(totalSteps: Int, stepsPerEpoch: Int, recipe: Recipe) throws -> RunState {
         func bad(_ why: String) -> TrainingError { .invalidOption("run state: \(why); the checkpoint was edited or is damaged") }
         guard step >= 0, step <= totalSteps else { throw bad("step \(step) outside 0...\(totalSteps)") }
         guard epoch >= 0, epoch <= totalSteps / max(1, stepsPerEpoch) + 1 else { throw bad("epoch \(epoch) for step \(step)") }
@@ -127,7 +129,33 @@ extension RunState {
         if let best = bestValidationAccuracy { guard best.isFinite, (0...1).contains(best) else { throw bad("best validation accuracy \(best)") } }
         if let bestEpoch { guard bestEpoch >= 0, bestEpoch <= epoch + 1 else { throw bad("best epoch \(bestEpoch)") } }
         guard dropoutState.isEmpty || dropoutState.count == 4 else { throw bad("\(dropoutState.count) dropout generator words (0 or 4)") }
-        if let p = plateau { guard p.multiplier.isFinite, p.multiplier > 0, p.multiplier <= 1 else { throw bad("plateau multiplier \(p.multiplier)") } }
+        switch (plateau, recipe.plateau) {
+        case (nil, nil): break
+        case (let p?, let rule?):
+            guard p.factor == rule.factor, p.patience == rule.patience, p.cooldown == rule.cooldown,
+                  p.minimumLearningRate == rule.minimumLearningRate, p.minimumDelta == rule.minimumDelta, p.maximize == rule.maximize else {
+                throw bad("the plateau rule differs from the recipe's")
+            }
+            guard p.multiplier.isFinite, p.multiplier > 0, p.multiplier <= 1, p.best.map(\.isFinite) ?? true,
+                  p.waited >= 0, p.cooldownLeft >= 0 else {
+                throw bad("plateau progress out of range (multiplier \(p.multiplier))")
+            }
+        default: throw bad("a plateau rule where the recipe has \(recipe.plateau == nil ? "none" : "one")")
+        }
+        switch (earlyStopping, recipe.earlyStopping) {
+        case (nil, nil): break
+        case (let e?, let rule?):
+            guard e.patience == rule.patience, e.minimumDelta == rule.minimumDelta, e.maximize else {
+                throw bad("the early-stopping rule differs from the recipe's")
+            }
+            guard e.best.map(\.isFinite) ?? true, e.waited >= 0 else { throw bad("early-stopping progress out of range") }
+        default: throw bad("an early-stopping rule where the recipe has \(recipe.earlyStopping == nil ? "none" : "one")")
+        }
+        if let validations {
+            guard validations.allSatisfy({ (0...1).contains($0.accuracy) && $0.step >= 0 && $0.step <= step }) else {
+                throw bad("a validation record out of range")
+            }
+        }
         return self
     }
 }

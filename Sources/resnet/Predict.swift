@@ -33,12 +33,13 @@ struct Predict: ParsableCommand {
         try engine.apply()
         let classifier = try Classifier(try TrainedModel(model).loaded, maximumBatchSize: min(images.count, 32))
         let card = classifier.card
-        // Decode every file first, so that a bad one stops us before any work.
-        let decoded = try images.map(classifier.decodeImage(path:))
+        // Decode and prepare every file first (keeping only input-sized images), so that a bad
+        // one stops us before any network work.
+        let prepared = try images.map(classifier.prepareImage(path:))
         var results: [Result] = []
-        for start in stride(from: 0, to: decoded.count, by: classifier.maximumBatchSize) {
-            let end = min(decoded.count, start + classifier.maximumBatchSize)
-            let answers = try classifier.classify(Array(decoded[start..<end]), top: top)
+        for start in stride(from: 0, to: prepared.count, by: classifier.maximumBatchSize) {
+            let end = min(prepared.count, start + classifier.maximumBatchSize)
+            let answers = try classifier.classify(Array(prepared[start..<end]), top: top, prepared: true)
             results += zip(images[start..<end], answers).map { Result(file: $0, predictions: $1) }
         }
         if json {

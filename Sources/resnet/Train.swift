@@ -149,7 +149,12 @@ struct Train: ParsableCommand {
             }
             directory = URL(fileURLWithPath: resume)
             configuration = try Trainer.loadConfiguration(directory)
-            if configuration.deterministic { ComputeEngine.shared.setThreadCount(configuration.threads) }
+            if configuration.deterministic {
+                if configuration.threads > ComputeEngine.coreCount {
+                    FileHandle.standardError.write(Data("warning: this deterministic run was made with \(configuration.threads) threads and this machine has \(ComputeEngine.coreCount) cores: it resumes with \(ComputeEngine.coreCount), so its weights will not be bitwise those of an uninterrupted run\n".utf8))
+                }
+                ComputeEngine.shared.setThreadCount(configuration.threads)
+            }
             loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath, imageSize: configuration.loadedImageSize)
         } else {
             let asked = request.over(try config.map { try RunRequest.load(runFile: $0) } ?? RunRequest())
@@ -233,21 +238,13 @@ struct Train: ParsableCommand {
         var test: EvaluationResult?
         if skipTest, !json { say("test set not evaluated (--skip-test)") }
         if !skipTest, let testSet = loaded.split("test") {
-            let chosen = try TrainedModel(directory.path).loaded
-            let sampler = PredictionSampler(labels: testSet.labels)
-            test = try Evaluator(model: chosen.model, imageShape: configuration.imageShape, classCount: configuration.classNames.count,
-                                 whitening: trainer.whitening)
-                .evaluate(testSet, normalization: configuration.normalization, onPrediction: sampler.record)
-            if let test {
-                try writeAtomically(try JSONEncoder().encode(test), to: directory.appendingPathComponent("test.json"))
-                try writeConfusionMatrix(test, to: directory.appendingPathComponent("confusion_matrix.png").path)
-                try writePredictionGallery(images: testSet, predictions: sampler.predictions,
-                                           to: directory.appendingPathComponent("predictions.png").path)
-                if !json {
-                    say(String(format: "test accuracy %.2f%% (top-5 %.2f%%, loss %.4f) with %@ (epoch %d, validation %.2f%%)",
-                                 100 * test.top1, 100 * test.top5, test.loss, chosen.url.lastPathComponent,
-                                 outcome.state.bestEpoch ?? outcome.state.epoch, 100 * (outcome.state.bestValidationAccuracy ?? .nan)))
-                }
+            let (result, checkpoint) = try evaluateTestSplit(of: directory, test: testSet, whitening: trainer.whitening,
+                                                             batchSize: trainer.evaluationBatchSize)
+            test = result
+            if !json {
+                say(String(format: "test accuracy %.2f%% (top-5 %.2f%%, loss %.4f) with %@ (epoch %d, validation %.2f%%)",
+                           100 * result.top1, 100 * result.top5, result.loss, checkpoint.lastPathComponent,
+                           outcome.state.bestEpoch ?? outcome.state.epoch, 100 * (outcome.state.bestValidationAccuracy ?? .nan)))
             }
         }
         if json {

@@ -120,7 +120,7 @@ private func message(_ body: () throws -> Void) -> String {
         #expect(problem { $0.input.channels = 1 }.contains("1 input channels in rgb order"))
         #expect(problem { $0.input.width = 2 }.contains("needs at least 4x4"))
         #expect(problem { $0.classNames = [] }.contains("0 classes"))
-        #expect(problem { $0.classNames = Array(repeating: "x", count: 100_001) }.contains("100001 classes"))
+        #expect(problem { $0.classNames = Array(repeating: "x", count: 1_000_001) }.contains("1000001 classes"))
         #expect(problem { $0.preprocessing.normalization = .perChannel(mean: [0.5], std: [1]) }.contains("1 channel means"))
         #expect(problem { $0.preprocessing.normalization = .perChannel(mean: [0.5, .nan, 0], std: [1, 1, 1]) }.contains("non-finite"))
         #expect(problem { $0.preprocessing.normalization = .perChannel(mean: [0, 0, 0], std: [1, 0, 1]) }.contains("not positive"))

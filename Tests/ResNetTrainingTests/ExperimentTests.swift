@@ -13,7 +13,7 @@ struct ExperimentTests {
         #expect(r.overrides.iterations == 16_000)
         #expect(r.schedule == .multiStep(base: 0.1, milestones: [8_000, 12_000], multipliers: [0.1, 0.01], unit: .iteration))
         let depth = try Experiment.depth.runs()
-        #expect(depth.count == 8 && depth.allSatisfy { $0.request.recipe == "fast" && $0.request.shortcut == .a && $0.request.skipTest == true })
+        #expect(depth.count == 8 && depth.allSatisfy { $0.request.recipe == "fast" && $0.request.shortcut == .a && $0.request.skipTest == nil })
         let shortcuts = try Experiment.shortcuts.runs(seeds: [0])
         #expect(shortcuts.map(\.name) == ["resnet32-A-seed0", "resnet32-B-seed0", "resnet32-C-seed0"])
         #expect(try Experiment.depth.runs(scheduleScale: 0.5)[0].request.overrides.epochs == 15)
@@ -29,18 +29,28 @@ struct ExperimentTests {
         runner.overrides.batchSize = 16
         runner.overrides.validation = 30
         var lines: [String] = []
-        runner.log = { lines.append($0) }
+        let lock = NSLock()
+        nonisolated(unsafe) var paused = false
+        runner.log = { line in
+            lines.append(line)
+            if line.contains("paused at step 16") { lock.withLock { paused = true } }
+        }
         let data = tinyDataset()
 
-        // A PAUSE file holds the run in progress until it is removed.
+        // A PAUSE file holds the run in progress until it is removed (here half a second after
+        // the run says it paused).
         let pause = runner.folder.appendingPathComponent("PAUSE")
         try FileManager.default.createDirectory(at: runner.folder, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: pause.path, contents: Data())
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.6) { try? FileManager.default.removeItem(at: pause) }
-        let start = Date()
+        let remover = Thread {
+            for _ in 0..<600 where !lock.withLock({ paused }) { usleep(50_000) }
+            usleep(500_000)
+            try? FileManager.default.removeItem(at: pause)
+        }
+        remover.start()
         #expect(try runner.run(data: data, dataPath: nil, threads: 1))
-        #expect(-start.timeIntervalSinceNow > 0.5)
         #expect(lines.contains { $0.contains("paused at step 16") })
+        #expect(lines.contains { $0.contains("resumed after") })
         for run in runs {
             let status = try ExperimentRunStatus.read(runner.directory(of: run))
             #expect(status.stage == .finished && status.step == 32)
@@ -72,6 +82,22 @@ struct ExperimentTests {
         try comparison.writeFigure(to: figure.path, byEpochs: false)
         #expect(FileManager.default.fileExists(atPath: figure.path))
         #expect(throws: TrainingError.self) { try RunComparison(directories: [folder.appendingPathComponent("nothing")]) }
+    }
+
+    @Test func aDepthCampaignReportsTheTestErrorOfEveryRun() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let runner = ExperimentRunner(experiment: .depth, runs: try Experiment.depth.runs(depths: [8, 14], seeds: [0, 1], scheduleScale: 0.04),
+                                      directory: folder)   // the fast recipe for 1 epoch
+        runner.overrides.batchSize = 16
+        runner.overrides.validation = 30
+        runner.log = { _ in }
+        #expect(try runner.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        let report = try ExperimentReport(runner)
+        #expect(report.results.count == 4 && report.results.allSatisfy { $0.testError != nil })
+        #expect(report.markdown.contains("| resnet8 | 2 | ") && report.markdown.contains("| resnet14 | 2 | "))
+        let rows = report.markdown.split(separator: "\n").filter { $0.hasPrefix("| resnet") }
+        #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" ± ") && $0.contains("(2 runs)") })
     }
 
     @Test func theDryRunMeasuresEachNetworksSpeed() throws {

@@ -50,6 +50,10 @@ struct RunRequestTests {
         #expect(sample.recipe.validationCount == 30 && sample.recipe.duration == .epochs(15))
         #expect(sample.recipe.schedule == .multiStep(base: 0.1, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch))
         #expect(lines == ["on the sample: 30 validation images, 15 epochs"])
+        var scheduled = RunRequest()
+        scheduled.schedule = .multiStep(base: 0.05, milestones: [100], multipliers: [0.5], unit: .iteration)
+        let kept = try scheduled.configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: true, threads: 1)
+        #expect(kept.recipe.schedule == scheduled.schedule, "a run file's schedule is kept on the sample")
         var chosen = RunRequest()
         chosen.overrides.iterations = 7
         chosen.overrides.validation = 10

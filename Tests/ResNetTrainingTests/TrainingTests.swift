@@ -144,6 +144,16 @@ struct CheckpointTests {
     }
 }
 
+/// Keeps the bytes of `last.safetensors` as written at the end of epoch `epoch`.
+final class CheckpointKeeper: TrainingCallback {
+    let epoch: Int
+    var saved: Data?
+    init(epoch: Int) { self.epoch = epoch }
+    func epochDidEnd(_ trainer: Trainer, _ record: EpochRecord) throws {
+        if record.epoch == epoch { saved = try Data(contentsOf: trainer.runDirectory.appendingPathComponent("last.safetensors")) }
+    }
+}
+
 /// Where Debian's dataset-fashion-mnist puts the data.
 private let fashionMNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -195,22 +205,25 @@ struct TrainingRunTests {
         let csv = try String(contentsOf: whole.appendingPathComponent("metrics.csv"), encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 4)
 
-        // Interrupted in the middle of epoch 2 (Ctrl-C), then resumed.
+        // Interrupted in the middle of epoch 2 (Ctrl-C), then resumed. The checkpoint written at
+        // epoch 1's end is kept aside: a run killed before its next checkpoint restarts from it.
         let first = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: false)
         first.log = { _ in }
+        let keeper = CheckpointKeeper(epoch: 1)
+        first.callbacks.append(keeper)
         first.callbacks.append(ProgressCallback { p in if p.epoch == 2 && p.batch == 7 { first.interruption.set() } })
         let stopped = try first.run()
         #expect(stopped.interrupted && stopped.state.step == 16 + 7)
-        // Keep the epoch-1 checkpoint... there is only the latest; copy it to simulate a later crash.
-        let saved = try Data(contentsOf: split.appendingPathComponent("last.safetensors"))
+        let saved = try #require(keeper.saved)
         let second = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
         second.log = { _ in }
         _ = try second.run()
         #expect(try weights(split) == weights(whole), "resumed from mid-epoch")
 
-        // A run that crashed after that checkpoint (kill -9 before the next) restarts from it.
+        // A run killed -9 after epoch 1's checkpoint and before the next restarts from epoch 1's end.
         try saved.write(to: split.appendingPathComponent("last.safetensors"))
         let third = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
+        #expect(third.state.step == 16 && third.state.batchInEpoch == 0)
         third.log = { _ in }
         _ = try third.run()
         #expect(try weights(split) == weights(whole), "restarted from an older checkpoint")
@@ -364,6 +377,14 @@ struct ValidationTests {
         recipe.augmentations = [.padCrop(padding: -4, fill: .constant)]
         #expect(message { try recipe.validated() }.contains("recipe fast: augmentation"))
         for r in Recipe.presets { #expect(message { try r.validated() } == "", "\(r.name)") }
+
+        // A run state whose plateau rule was edited (a NaN factor would make the rate NaN).
+        var state = RunState()
+        state.plateau = ReduceLROnPlateau(factor: .nan)
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .kerasExample) }.contains("plateau rule differs"))
+        state.plateau = Recipe.kerasExample.plateau
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .kerasExample) } == "")
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("where the recipe has none"))
 
         let good = RunConfiguration(model: "resnet20", modelOptions: ModelOptions(), imageShape: [3, 32, 32],
                                     classNames: (0..<10).map(String.init), dataset: "cifar10", dataPath: nil, recipe: .he2016, seed: 0,
