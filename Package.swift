@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "ResNetTrainingTests", dependencies: [
             "ResNetTraining", "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers",
         ]),
-        .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"]),
+        .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"], exclude: ["Fixtures"]),
         .testTarget(name: "ResNetInferenceTests", dependencies: [
             "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers",
         ]),

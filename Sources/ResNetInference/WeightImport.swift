@@ -124,6 +124,26 @@ extension ImportedWeights {
         return LoadedModel(url: URL(fileURLWithPath: source), card: card, model: model, whitening: nil, metadata: [:])
     }
 
+    /// The tensors of a weights file by name: a safetensors file, or a PyTorch checkpoint
+    /// (`torch.save(model.state_dict())`, zip or legacy format, read without executing anything:
+    /// ``PyTorchCheckpoint``). Integer tensors are dropped when they carry no weight
+    /// (`num_batches_tracked`) and refused otherwise.
+    public static func readTensors(path: String) throws -> [String: SafeTensors.Tensor] {
+        if path.hasSuffix(".safetensors") { return try SafeTensors.read(URL(fileURLWithPath: path)).tensors }
+        var tensors: [String: SafeTensors.Tensor] = [:]
+        for t in try PyTorchCheckpoint.read(path: path) {
+            if !t.isFloatingPoint {
+                guard ourName(t.name) == nil else {
+                    throw ModelFileError.mismatch("\(path): tensor '\(t.name)' holds integers (\(t.dtype.rawValue)); a network's weights are floating point")
+                }
+                continue
+            }
+            guard tensors[t.name] == nil else { throw ModelFileError.invalidFile("\(path): the tensor '\(t.name)' appears twice") }
+            tensors[t.name] = SafeTensors.Tensor(shape: t.shape, values: t.values)
+        }
+        return tensors
+    }
+
     /// The 1,000 ImageNet class names in torchvision's order (`data/imagenet-classes.txt`, or
     /// `RESNET_IMAGENET_CLASSES`).
     public static func imageNetClasses(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [String] {

@@ -9,14 +9,15 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn pretrained weights (torchvision, timm or akamaster CIFAR ResNets, or SwiftResNet's own names) into a model file.",
         discussion: """
-            SOURCE is a safetensors file (e.g. timm's model.safetensors, or one written by \
-            safetensors.torch.save_file(model.state_dict(), ...)). Every tensor is checked against the network's, \
+            SOURCE is a PyTorch checkpoint as torch.save(model.state_dict(), "x.pth") writes it (zip or legacy \
+            format; read without executing anything: a pickle that names any other global is refused), or a \
+            safetensors file (e.g. timm's model.safetensors). Every tensor is checked against the network's, \
             name by name and shape by shape. ImageNet networks with 1,000 classes get torchvision's preprocessing \
             (shorter side 256, center crop 224, ImageNet mean and std) and the ImageNet class names; CIFAR networks \
             with 10 classes akamaster's (32x32, ImageNet mean and std) and CIFAR-10's names.
             """)
 
-    @Argument(help: "The weights (.safetensors).") var source: String
+    @Argument(help: "The weights (.pth, .pt or .safetensors).") var source: String
     @Option(help: "The zoo network they are for: resnet18 ... resnet152, resnet20 ... (CIFAR), wrn-..., with --shortcut.") var model: String
     @Option(help: "Shortcut option (torchvision and timm: B; akamaster's CIFAR networks: A).") var shortcut: ShortcutOption?
     @Option(help: "Input HxW (default: the network's, 224x224 or 32x32).") var input: String?
@@ -39,10 +40,7 @@ struct Convert: ParsableCommand {
             }
             names = String(decoding: text, as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
-        guard source.hasSuffix(".safetensors") else {
-            throw UserError("\(source): only .safetensors files are read so far; from PyTorch, save one with safetensors.torch.save_file(model.state_dict(), \"weights.safetensors\")")
-        }
-        let tensors = try SafeTensors.read(URL(fileURLWithPath: source)).tensors
+        let tensors = try ImportedWeights.readTensors(path: source)
         let loaded = try ImportedWeights.model(from: tensors, source: source, architecture: .init(name: model, options: options),
                                                input: size, classNames: names)
         try ModelFile.write(model: loaded.model, card: loaded.card, whitening: nil, to: URL(fileURLWithPath: out))

@@ -270,10 +270,3 @@ struct PyTorchCheckpointTests {
         expectDescription(of: { try PyTorchCheckpoint.read(path: path, limits: limits) }, contains: [path, "exceeds the limit"])
     }
 }
-@Test func tmpPerfPyTorchCheckpoint() throws {
-    for file in ["/tmp/pthx/big.pth", "/tmp/pthx/big-legacy.pth"] {
-        let start = ContinuousClock.now
-        let t = try PyTorchCheckpoint.read(path: file)
-        print("PERF", file, t.count, t.reduce(0) { $0 + $1.values.count }, ContinuousClock.now - start)
-    }
-}
