@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"], exclude: ["Fixtures"]),
         .testTarget(name: "ResNetInferenceTests", dependencies: [
             "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers",
-        ]),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetModels
 
 /// Weights named as PyTorch's ResNets name them, renamed to SwiftResNet's.
 ///
@@ -82,6 +83,62 @@ public enum ImportedWeights {
 }
 
 extension ImportedWeights {
+    /// Where option A puts the zero channels it adds: after the input's (ours), or half on each
+    /// side (akamaster/pytorch_resnet_cifar10's `F.pad(..., planes // 4, planes // 4)`).
+    public enum OptionAPadding: String, Sendable, CaseIterable { case end, symmetric }
+
+    /// Weights of an option A network padded `symmetric`ally, permuted to the same function
+    /// in ours: the channels of each stage's residual stream are reordered (our channel `j` is
+    /// theirs `perm[j]`), in every convolution, batch norm and the classifier that touch the
+    /// stream. Basic blocks only (akamaster's networks); names are ours.
+    public static func permutedForSymmetricPadding(_ tensors: [String: SafeTensors.Tensor], configuration: ResNetConfiguration,
+                                                   path: String) throws -> [String: SafeTensors.Tensor] {
+        guard configuration.block == .basic, !configuration.preActivation else {
+            throw ModelFileError.mismatch("\(path): symmetric option A padding is known for basic-block (v1) CIFAR networks only")
+        }
+        var result = tensors
+        func permute(_ name: String, dimension: Int, _ perm: [Int]) throws {
+            guard let t = result[name] else { return }
+            guard t.shape.count > dimension, t.shape[dimension] == perm.count else {
+                throw ModelFileError.mismatch("\(path): '\(name)' is \(t.shape), not \(perm.count) channels along dimension \(dimension)")
+            }
+            let outer = t.shape[..<dimension].reduce(1, *), inner = t.shape[(dimension + 1)...].reduce(1, *)
+            var values = t.values
+            for o in 0..<outer {
+                for (j, source) in perm.enumerated() {
+                    let to = (o * perm.count + j) * inner, from = (o * perm.count + source) * inner
+                    for i in 0..<inner { values[to + i] = t.values[from + i] }
+                }
+            }
+            result[name] = SafeTensors.Tensor(shape: t.shape, values: values)
+        }
+        func permuteBatchNorm(_ prefix: String, _ perm: [Int]) throws {
+            for field in ["scale", "shift", "runningMean", "runningVariance"] { try permute("\(prefix).\(field)", dimension: 0, perm) }
+        }
+        var stream = Array(0..<configuration.stemWidth)
+        for (s, (blocks, width)) in zip(configuration.blocksPerStage, configuration.stageWidths).enumerated() {
+            var perm = stream
+            if width != stream.count {
+                let pad = (width - stream.count) / 2
+                guard pad * 2 + stream.count == width else {
+                    throw ModelFileError.mismatch("\(path): symmetric padding from \(stream.count) to \(width) channels is not even")
+                }
+                let kept = stream.map { $0 + pad }
+                let keptSet = Set(kept)
+                perm = kept + (0..<width).filter { !keptSet.contains($0) }
+            }
+            for b in 1...max(blocks, 1) {
+                let block = "stage\(s + 1).block\(b)"
+                try permute("\(block).conv1.weight", dimension: 1, b == 1 ? stream : perm)
+                try permute("\(block).conv2.weight", dimension: 0, perm)
+                try permuteBatchNorm("\(block).bn2", perm)
+            }
+            stream = perm
+        }
+        try permute("fc.weight", dimension: 1, stream)
+        return result
+    }
+
     /// A model card and network with `tensors` (PyTorch's names or ours) loaded into the zoo
     /// network `model`: the class count comes from the classifier's weight unless given; the
     /// preprocessing and class names default to torchvision's ImageNet ones for ImageNet
@@ -89,11 +146,19 @@ extension ImportedWeights {
     ///
     /// - Throws: ``ModelFileError/mismatch(_:)`` listing missing, unexpected and mis-shaped
     ///   tensors (the verified load of ``loadWeights(_:into:path:)``).
+    /// - Parameter optionAPadding: how the source pads option A shortcuts; by default
+    ///   `symmetric` when the tensors have PyTorch's names (akamaster's networks), `end` when
+    ///   they have ours.
     public static func model(from tensors: [String: SafeTensors.Tensor], source: String, architecture: ModelCard.Architecture,
                              input: (height: Int, width: Int)? = nil, classNames: [String]? = nil,
-                             preprocessing: ModelCard.Preprocessing? = nil) throws -> LoadedModel {
-        let renamed = try renamed(tensors, path: source)
+                             preprocessing: ModelCard.Preprocessing? = nil, optionAPadding: OptionAPadding? = nil) throws -> LoadedModel {
+        var renamed = try renamed(tensors, path: source)
         let definition = try ModelCard.definition(of: architecture)
+        let pytorchNames = tensors.keys.contains { ourName($0) != $0 }
+        if architecture.options.shortcut == .a, let configuration = definition.configuration, configuration.shortcut != nil,
+           (optionAPadding ?? (pytorchNames ? .symmetric : .end)) == .symmetric {
+            renamed = try permutedForSymmetricPadding(renamed, configuration: configuration, path: source)
+        }
         guard let classifier = renamed["fc.weight"], classifier.shape.count == 2 else {
             throw ModelFileError.mismatch("\(source): no classifier weight ('fc.weight', or PyTorch's 'fc.weight'/'linear.weight') of two dimensions")
         }

@@ -54,8 +54,10 @@ struct WeightImportTests {
         for key in keys {
             if let ours = ImportedWeights.ourName(key) { torch[key] = byOurName[ours] } else { torch[key] = SafeTensors.Tensor(shape: [], values: [3]) }
         }
-        let loaded = try ImportedWeights.model(from: torch, source: "akamaster.safetensors",
-                                               architecture: .init(name: "resnet20", options: ModelOptions(shortcut: .a)))
+        // Our own (end-padded) weights under PyTorch's names: no permutation.
+        let loaded = try ImportedWeights.model(from: torch, source: "renamed.safetensors",
+                                               architecture: .init(name: "resnet20", options: ModelOptions(shortcut: .a)),
+                                               optionAPadding: .end)
         #expect(loaded.card.classNames == ImportedWeights.cifar10Classes && loaded.card.input.shape == [3, 32, 32])
         #expect(loaded.card.preprocessing == ImportedWeights.cifarPreprocessing && loaded.card.provenance.origin == .imported)
         for (name, p) in loaded.model.namedParameters() { #expect(p.values == byOurName[name]!.values, "\(name)") }
