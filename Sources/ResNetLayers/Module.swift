@@ -90,8 +90,23 @@ open class Module {
     public func eval() { setMode(training: false) }
 
     private func setMode(training: Bool) {
-        isTraining = training
+        isTraining = training && !isFrozen
         for (_, child) in namedChildren { child.setMode(training: training) }
+    }
+
+    /// Whether the tree under this module is frozen (``freeze()``).
+    public private(set) var isFrozen = false
+
+    /// Freezes this module and everything under it for transfer learning: its parameters stop
+    /// learning and it stays in evaluation mode (batch norm with its running statistics, no
+    /// dropout) whatever ``train()`` says. Graphs traced afterwards compute no gradient for it
+    /// when nothing before it learns.
+    public func freeze() {
+        visit { module in
+            module.isFrozen = true
+            module.isTraining = false
+            for (_, p) in module.ownParameters { p.isFrozen = true }
+        }
     }
 
     /// Re-initializes every parameter of the tree from `seed`, in name order, so that the

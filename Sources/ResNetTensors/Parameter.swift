@@ -10,8 +10,13 @@ import ResNetEngine
 public final class Parameter: @unchecked Sendable {
     /// Logical shape, e.g. `[out, in, kh, kw]`.
     public let shape: [Int]
-    /// Whether optimizers update it (false for running statistics).
-    public let isTrainable: Bool
+    /// Whether optimizers update it: false for running statistics and for frozen weights.
+    public var isTrainable: Bool { learnable && !isFrozen }
+    /// A weight that could learn, running statistics aside.
+    private let learnable: Bool
+    /// Kept as it is while training (transfer learning's frozen layers, ``Module/freeze()``):
+    /// no optimizer updates it and graphs compute no gradient for it.
+    public var isFrozen = false
     /// The dotted name a module tree gives it (`stage1.block0.conv1.weight`).
     public var name: String = ""
 
@@ -25,7 +30,7 @@ public final class Parameter: @unchecked Sendable {
 
     public init(shape: [Int], isTrainable: Bool = true, initialValue: Float = 0) {
         self.shape = shape
-        self.isTrainable = isTrainable
+        learnable = isTrainable
         let descriptor = MemoryDescriptor(shape, .plain)
         // Allocation failures here are programmer errors (absurd shapes), not user input.
         value = try! Memory(descriptor)

@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetModels
 import ResNetTensors
 import Yams
@@ -151,6 +152,10 @@ public struct RunRequest: Sendable, Equatable {
     public var initializer: String?
     public var strideOnFirst1x1: Bool?
     public var zeroInitializedResidual: Bool?
+    /// Transfer learning (`--from MODEL`, `--head new|keep`, `--freeze ...`).
+    public var from: String?
+    public var head: String?
+    public var freeze: String?
     /// A whole schedule (run files only), replacing the recipe's before the overrides apply.
     public var schedule: LearningRateSchedule?
     public var overrides = RecipeOverrides()
@@ -176,6 +181,9 @@ public struct RunRequest: Sendable, Equatable {
         r.initializer = initializer ?? file.initializer
         r.strideOnFirst1x1 = strideOnFirst1x1 ?? file.strideOnFirst1x1
         r.zeroInitializedResidual = zeroInitializedResidual ?? file.zeroInitializedResidual
+        r.from = from ?? file.from
+        r.head = head ?? file.head
+        r.freeze = freeze ?? file.freeze
         r.schedule = schedule ?? file.schedule
         r.overrides = overrides.over(file.overrides)
         return r
@@ -188,7 +196,8 @@ public struct RunRequest: Sendable, Equatable {
          ("--recipe", recipe != nil), ("--seed", seed != nil), ("--run-dir", runDirectory != nil), ("--precision", precision != nil),
          ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil), ("--dropout", dropout != nil),
          ("--initializer", initializer != nil), ("--stride-on-first1x1", strideOnFirst1x1 != nil),
-         ("--zero-init-residual", zeroInitializedResidual != nil), ("schedule", schedule != nil)]
+         ("--zero-init-residual", zeroInitializedResidual != nil), ("--from", from != nil), ("--head", head != nil),
+         ("--freeze", freeze != nil), ("schedule", schedule != nil)]
             .filter(\.1).map(\.0) + overrides.given
     }
 
@@ -210,9 +219,22 @@ public struct RunRequest: Sendable, Equatable {
     ///   - log: receives one line about such adjustments.
     public func configuration(data: LoadedDataset, dataset: String, dataPath: String?, isSample: Bool, threads: Int,
                               log: (String) -> Void = { _ in }) throws -> RunConfiguration {
-        let model = self.model ?? "resnet20"
+        // Transfer learning: the starting model's architecture (and, unless asked, its
+        // shortcut and its normalization: the statistics its weights learned with).
+        var transfer: TransferSettings?
+        var start: ModelCard?
+        if let from {
+            guard ["new", "keep", nil].contains(head) else { throw TrainingError.invalidOption("--head must be new or keep, got '\(head!)'") }
+            start = try TrainedModel(from).loaded.card
+            transfer = TransferSettings(model: URL(fileURLWithPath: from).standardizedFileURL.path, newHead: head != "keep",
+                                        freeze: try freeze.map(TransferSettings.Freeze.init(parsing:)) ?? TransferSettings.Freeze.none)
+        } else if head != nil || freeze != nil {
+            throw TrainingError.invalidOption("--head and --freeze need --from MODEL (the model to start from)")
+        }
+        let model = self.model ?? start?.architecture.name ?? "resnet20"
         var recipe = try Recipe.named(self.recipe ?? "he2016")
-        let shortcut = try Self.shortcut(requested: self.shortcut, model: model, recipe: recipe)
+        let inherited = start?.architecture.options
+        let shortcut = try self.shortcut ?? inherited?.shortcut ?? Self.shortcut(requested: nil, model: model, recipe: recipe)
         if let schedule { recipe.schedule = schedule }
         try overrides.apply(to: &recipe)
         guard let train = data.split("train") else { throw TrainingError.invalidOption("\(data.name) has no training split") }
@@ -237,17 +259,23 @@ public struct RunRequest: Sendable, Equatable {
         let (trainIndices, _) = try trainingSplit(train, validationCount: recipe.validationCount)
         var normalization = Normalization.fit(recipe.normalization, on: train.subset(trainIndices))
         if case .zca = normalization, let epsilon = overrides.zcaEpsilon { normalization = .zca(epsilon: epsilon) }
+        if let start, overrides.normalization == nil {
+            switch start.preprocessing.normalization {
+            case .perChannel, .none: normalization = start.preprocessing.normalization
+            case .perPixelMean, .zca: break   // tied to the old data's image size: refitted on this data
+            }
+        }
         let precision = (self.precision ?? .auto).resolved
         return try RunConfiguration(
-            model: model, modelOptions: ModelOptions(shortcut: shortcut, strideOnFirst1x1: strideOnFirst1x1 ?? false,
-                                                     zeroInitializedResidual: zeroInitializedResidual ?? false, dropout: dropout,
-                                                     initializer: initializer),
+            model: model, modelOptions: ModelOptions(shortcut: shortcut, strideOnFirst1x1: strideOnFirst1x1 ?? inherited?.strideOnFirst1x1 ?? false,
+                                                     zeroInitializedResidual: zeroInitializedResidual ?? inherited?.zeroInitializedResidual ?? false,
+                                                     dropout: dropout ?? inherited?.dropout, initializer: initializer ?? inherited?.initializer),
             imageShape: [train.channels, train.height, train.width], classNames: data.classNames,
             dataset: dataset, dataPath: dataPath.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
             recipe: recipe, seed: seed ?? 0, normalization: normalization, trainingCount: trainIndices.count,
             validationCount: recipe.validationCount, threads: threads, deterministic: deterministic ?? false,
             precision: precision, monitorsTest: monitorTest == true ? true : nil, skipsTest: skipTest == true ? true : nil,
-            loadedImageSize: imageSize == nil ? nil : [train.height, train.width]).validated()
+            loadedImageSize: imageSize == nil ? nil : [train.height, train.width], transfer: transfer).validated()
     }
 
     /// The run directory: the one asked for, else `runs/MODEL-DATASET-RECIPE-TIME`.
@@ -262,7 +290,7 @@ public struct RunRequest: Sendable, Equatable {
     /// The keys a run file may hold: `resnet train`'s options in snake_case.
     public static let runFileKeys = [
         "model", "shortcut", "dataset", "data", "image_size", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
-        "deterministic", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
+        "deterministic", "from", "head", "freeze", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
         "early_stopping", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
         "label_smoothing", "augment", "normalization", "zca_epsilon", "validation",
     ]
@@ -345,6 +373,9 @@ private struct RunFile: Decodable {
     var monitorTest: Bool?
     var skipTest: Bool?
     var deterministic: Bool?
+    var from: String?
+    var head: String?
+    var freeze: String?
     var dropout: Float?
     var initializer: String?
     var strideOnFirst1x1: Bool?
@@ -369,7 +400,7 @@ private struct RunFile: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case model, shortcut, dataset, data, imageSize = "image_size", recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
-        case skipTest = "skip_test", deterministic, dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
+        case skipTest = "skip_test", deterministic, from, head, freeze, dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
         case zeroInitializedResidual = "zero_init_residual", plateau, plateauMonitor = "plateau_monitor", earlyStopping = "early_stopping", epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
         case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, zcaEpsilon = "zca_epsilon", validation
     }
@@ -395,6 +426,9 @@ private struct RunFile: Decodable {
         r.monitorTest = monitorTest
         r.skipTest = skipTest
         r.deterministic = deterministic
+        r.from = from
+        r.head = head
+        r.freeze = freeze
         r.dropout = dropout
         r.initializer = initializer
         r.strideOnFirst1x1 = strideOnFirst1x1

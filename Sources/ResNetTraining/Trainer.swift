@@ -39,11 +39,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// `[H, W]` the data set's images were brought to when loaded (`--image-size`), so that a
     /// resume or an evaluation loads them the same way; `nil`: as stored.
     public var loadedImageSize: [Int]?
+    /// Transfer learning: the model the run starts from and what stays frozen; `nil`: from
+    /// scratch.
+    public var transfer: TransferSettings?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
                 validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil,
-                skipsTest: Bool? = nil, loadedImageSize: [Int]? = nil) {
+                skipsTest: Bool? = nil, loadedImageSize: [Int]? = nil, transfer: TransferSettings? = nil) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -61,6 +64,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.monitorsTest = monitorsTest
         self.skipsTest = skipsTest
         self.loadedImageSize = loadedImageSize
+        self.transfer = transfer
     }
 
     /// Builds the network this configuration describes (weights from `seed`).
@@ -221,6 +225,12 @@ public final class Trainer {
                                        classes: configuration.classNames.count)
         try summary.checkFits(batchSize: configuration.recipe.batchSize, training: true)
         evaluationBatchSize = try summary.largestFittingBatch(upTo: 500, training: false)
+        // Frozen layers are frozen before the optimizer sees the parameters; the starting
+        // weights of a new run come from the model it transfers from (a resume restores its own).
+        if let transfer = configuration.transfer {
+            try transfer.freeze.apply(to: model)
+            if !resume { try transfer.loadStartingWeights(into: model) }
+        }
         parameters = model.trainableParameters
         optimizer = try configuration.recipe.makeOptimizer()
         optimizer.register(parameters)

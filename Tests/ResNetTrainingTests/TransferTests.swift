@@ -1,0 +1,90 @@
+import Foundation
+import ResNetData
+import ResNetInference
+import ResNetModels
+import ResNetTraining
+import Testing
+
+@Suite("Transfer learning: --from, --head, --freeze", .serialized)
+struct TransferTests {
+    /// `tinyDataset` with its labels folded onto two classes.
+    func twoClasses() -> LoadedDataset {
+        let three = tinyDataset()
+        let relabel = { (d: ImageDataset) in
+            ImageDataset(images: d.images, labels: d.labels.map { $0 % 2 }, channels: d.channels, height: d.height, width: d.width,
+                         classNames: ["x", "y"])
+        }
+        return LoadedDataset(name: "folder", classNames: ["x", "y"],
+                             splits: [("train", relabel(three.split("train")!)), ("test", relabel(three.split("test")!))])
+    }
+
+    func train(_ request: RunRequest, data: LoadedDataset, in directory: URL) throws -> Trainer {
+        let configuration = try request.configuration(data: data, dataset: "folder", dataPath: nil, isSample: false, threads: 1)
+        let train = data.split("train")!
+        let (t, v) = try configuration.split(train)
+        let trainer = try Trainer(configuration: configuration, training: train.subset(t), validation: train.subset(v),
+                                  runDirectory: directory, resume: false)
+        trainer.log = { _ in }
+        return trainer
+    }
+
+    @Test func aNewHeadOnAFrozenBackboneLearnsOnlyTheClassifier() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("transfer-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var pretrain = RunRequest()
+        pretrain.model = "resnet8"
+        pretrain.overrides.iterations = 20
+        pretrain.overrides.batchSize = 16
+        pretrain.overrides.validation = 30
+        pretrain.recipe = "fast"
+        let source = try train(pretrain, data: tinyDataset(), in: root.appendingPathComponent("pretrain"))
+        _ = try source.run()
+        let start = try TrainedModel(root.appendingPathComponent("pretrain").path).loaded
+        let before = Dictionary(uniqueKeysWithValues: start.model.namedParameters().map { ($0.0, $0.1.values) })
+
+        var fineTune = RunRequest()
+        fineTune.from = root.appendingPathComponent("pretrain").path
+        fineTune.freeze = "backbone"
+        fineTune.recipe = "fast"
+        fineTune.overrides.iterations = 15
+        fineTune.overrides.batchSize = 16
+        fineTune.overrides.validation = 30
+        let trainer = try train(fineTune, data: twoClasses(), in: root.appendingPathComponent("fine-tune"))
+        #expect(trainer.configuration.model == "resnet8" && trainer.configuration.modelOptions.shortcut == start.card.architecture.options.shortcut)
+        #expect(trainer.configuration.transfer?.newHead == true && trainer.configuration.transfer?.freeze == .backbone)
+        // Starting weights: the model's, the classifier aside (2 classes now).
+        for (name, p) in trainer.model.namedParameters() where !name.hasPrefix("fc.") { #expect(p.values == before[name], "\(name)") }
+        #expect(trainer.model.trainableParameters.count == 2, "only fc.weight and fc.bias learn")
+        let classifierBefore = trainer.model.namedParameters().first { $0.0 == "fc.weight" }!.1.values
+        _ = try trainer.run()
+        for (name, p) in trainer.model.namedParameters() where !name.hasPrefix("fc.") {
+            #expect(p.values == before[name], "\(name) is frozen (batch-norm statistics included)")
+        }
+        #expect(trainer.model.namedParameters().first { $0.0 == "fc.weight" }!.1.values != classifierBefore)
+
+        // Keeping a 3-class head for 2-class data is refused with what to do.
+        var keep = fineTune
+        keep.head = "keep"
+        #expect(throws: TrainingError.self) { try train(keep, data: twoClasses(), in: root.appendingPathComponent("keep")) }
+        var bad = fineTune
+        bad.freeze = "stages:9"
+        #expect(throws: TrainingError.self) { try train(bad, data: twoClasses(), in: root.appendingPathComponent("bad")) }
+        var orphan = RunRequest()
+        orphan.freeze = "stem"
+        #expect(throws: TrainingError.self) {
+            try orphan.configuration(data: twoClasses(), dataset: "folder", dataPath: nil, isSample: false, threads: 1)
+        }
+    }
+
+    @Test func freezingStagesKeepsTheirBatchNormsInEvaluationMode() throws {
+        let model = try ModelDefinition(name: "resnet14").build(classes: 3)
+        try TransferSettings.Freeze(parsing: "stages:1-1").apply(to: model)
+        model.train()
+        let frozen = model.namedParameters().filter { $0.1.isFrozen }.map(\.0)
+        #expect(frozen.allSatisfy { $0.hasPrefix("stem.") || $0.hasPrefix("stage1.") } && frozen.contains("stage1.block1.bn1.scale"))
+        #expect(!model.namedParameters().contains { $0.0.hasPrefix("stage2.") && $0.1.isFrozen })
+        let resnet = try #require(model as? ResNet)
+        #expect(!resnet.stages[0].isTraining && resnet.stages[1].isTraining)
+        #expect(throws: TrainingError.self) { try TransferSettings.Freeze(parsing: "stages:0") }
+    }
+}
