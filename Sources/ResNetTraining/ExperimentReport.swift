@@ -108,6 +108,16 @@ public struct ExperimentReport {
                 let paper = Experiment.paperTable6[depthOf(network)].map { String(format: "%.2f", $0) } ?? "—"
                 lines.append("| \(network) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(paper) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
             }
+        case .transfer:
+            lines += ["| start | data | runs finished | test accuracy % (mean ± std over seeds) | hours |", "|---|---|---|---|---|"]
+            for (label, prefix, data) in [("CIFAR-10 classes 0-4 (all 25,000 images less 2,500 for validation)", "pretrain", "pretraining"),
+                                          ("the pretrained weights", "fine-tuned", "classes 5-9, 100 images each"),
+                                          ("scratch", "scratch", "classes 5-9, 100 images each")] {
+                let matching = results.filter { $0.run.name.hasPrefix(prefix) }
+                guard !matching.isEmpty else { continue }
+                let finished = matching.filter { $0.status.stage == .finished }
+                lines.append("| \(label) | \(data) | \(finished.count) | \(meanStd(finished.compactMap { $0.testError.map { 100 - $0 } })) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
+            }
         case .shortcuts:
             lines += ["| network | shortcut | runs finished | test error % (mean ± std over seeds) | hours |", "|---|---|---|---|---|"]
             for network in Array(Set(results.map(\.run.network))).sorted() {
@@ -121,6 +131,8 @@ public struct ExperimentReport {
         lines.append("")
         lines.append(experiment == .degradation
             ? "Test error of the checkpoint chosen on the 5,000 validation images (best validation accuracy at an epoch's end); the test error logged during training is only plotted."
+            : experiment == .transfer
+            ? "Test accuracy on all 5,000 test images of the run's classes, with the checkpoint chosen on its validation images (2,500 for pretraining, 50 for the 500-image runs), evaluated once; runs still in progress are not counted."
             : "Test error of each run's checkpoint chosen on the 5,000 validation images, evaluated once; runs still in progress are not counted.")
         return lines.joined(separator: "\n") + "\n"
     }

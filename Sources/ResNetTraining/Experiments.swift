@@ -17,6 +17,10 @@ public enum Experiment: String, CaseIterable, Sendable {
     case depth
     /// Table 3's CIFAR analogue: ResNet-32 with shortcut options A, B and C, `fast` recipe.
     case shortcuts
+    /// Transfer learning on real data: ResNet-20 pretrained on CIFAR-10's classes 0-4, then
+    /// trained on classes 5-9 with 100 images per class, from those weights and from scratch
+    /// (same recipe and budget), several seeds; test accuracy on all test images of 5-9.
+    case transfer
 
     /// What `--depths` and `--seeds` default to.
     public var defaultDepths: [Int] {
@@ -24,9 +28,16 @@ public enum Experiment: String, CaseIterable, Sendable {
         case .degradation: [20, 56]
         case .depth: [20, 32, 44, 56]
         case .shortcuts: [32]
+        case .transfer: [20]
         }
     }
-    public var defaultSeeds: [UInt64] { self == .degradation ? [0] : [0, 1] }
+    public var defaultSeeds: [UInt64] {
+        switch self {
+        case .degradation: [0]
+        case .depth, .shortcuts: [0, 1]
+        case .transfer: [0, 1, 2]
+        }
+    }
     /// The schedule scale by default: the degradation figure at a quarter of the paper's 64k
     /// iterations (16k, the rate divided by 10 at 8k and 12k); the `fast` recipe as it is.
     public var defaultScheduleScale: Double { self == .degradation ? 0.25 : 1 }
@@ -47,9 +58,34 @@ public enum Experiment: String, CaseIterable, Sendable {
             throw TrainingError.invalidOption("depth \(depth): CIFAR networks have depth 6n+2, from 8 to 1202")
         }
         var runs: [ExperimentRun] = []
+        if self == .transfer {
+            for depth in depths {
+                var pretrain = Self.request(recipe: .fast, scale: scale, seed: 0)
+                pretrain.model = "resnet\(depth)"
+                pretrain.classes = "0-4"
+                pretrain.overrides.validation = 2_500
+                let source = "pretrain-resnet\(depth)"
+                runs.append(ExperimentRun(name: source, network: "resnet\(depth)", seed: 0, request: pretrain))
+                for seed in seeds {
+                    for fromPretrained in [true, false] {
+                        var r = Self.request(recipe: .fast, scale: scale, seed: seed)
+                        r.model = "resnet\(depth)"
+                        r.classes = "5-9"
+                        r.perClass = 100
+                        r.overrides.validation = 50
+                        r.overrides.batchSize = 64
+                        runs.append(ExperimentRun(name: "\(fromPretrained ? "fine-tuned" : "scratch")-resnet\(depth)-seed\(seed)",
+                                                  network: "resnet\(depth)", seed: seed, request: r,
+                                                  startsFrom: fromPretrained ? source : nil))
+                    }
+                }
+            }
+            return runs
+        }
         for depth in depths {
             for seed in seeds {
                 switch self {
+                case .transfer: break
                 case .degradation:
                     for family in ["plain", "resnet"] {
                         var r = Self.request(recipe: .he2016, scale: scale, seed: seed)
@@ -106,6 +142,8 @@ public struct ExperimentRun: Sendable, Equatable {
     public var seed: UInt64
     public var shortcut: ShortcutOption = .a
     public var request: RunRequest
+    /// The campaign run whose best checkpoint this one starts from (`--from`).
+    public var startsFrom: String? = nil
 }
 
 /// Where a run of a campaign stands, read from its directory.
@@ -176,13 +214,17 @@ public final class ExperimentRunner {
     public func configuration(of run: ExperimentRun, data: LoadedDataset, dataPath: String?, threads: Int) throws -> RunConfiguration {
         var request = run.request
         request.overrides = overrides.over(request.overrides)
+        if let source = run.startsFrom {
+            let start = folder.appendingPathComponent(source)
+            // Before its source has finished, a run is planned as if from scratch (estimates only).
+            if (try? ExperimentRunStatus.read(start))?.stage == .finished { request.from = start.path }
+        }
         return try request.configuration(data: data, dataset: "cifar10", dataPath: dataPath, isSample: false, threads: threads)
     }
 
     /// Trains every run that has not finished. Returns false when interrupted.
     public func run(data: LoadedDataset, dataPath: String?, threads: Int) throws -> Bool {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        guard let train = data.split("train") else { throw TrainingError.invalidOption("\(data.name) has no training split") }
         for (k, run) in runs.enumerated() {
             let directory = directory(of: run)
             let status = try ExperimentRunStatus.read(directory)
@@ -194,16 +236,22 @@ public final class ExperimentRunner {
             if status.stage == .finished {
                 log("[\(k + 1)/\(runs.count)] \(run.name): finished")
                 // A run stopped between its last checkpoint and its test evaluation gets it now.
-                if !FileManager.default.fileExists(atPath: testFile.path), let test = data.split("test") {
+                if !FileManager.default.fileExists(atPath: testFile.path), let configuration = status.configuration,
+                   let test = try configuration.prepared(data).split("test") {
                     try evaluateTestSplit(of: directory, test: test)
                 }
                 continue
             }
             let configuration = status.configuration ?? planned
+            if let source = run.startsFrom, configuration.transfer == nil {
+                throw TrainingError.checkpoint("\(run.name) starts from \(source), which has not finished")
+            }
+            let runData = try configuration.prepared(data)
+            guard let train = runData.split("train") else { throw TrainingError.invalidOption("\(data.name) has no training split") }
             log("[\(k + 1)/\(runs.count)] \(run.name): \(status.stage == .partial ? "resuming at step \(status.step)" : "starting"), \(configuration.recipe.schedule.resolvingLength(configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)).summary)")
             let (t, v) = try configuration.split(train)
             let trainer = try Trainer(configuration: configuration, training: train.subset(t), validation: v.isEmpty ? nil : train.subset(v),
-                                      test: data.split("test"), runDirectory: directory, resume: status.stage == .partial)
+                                      test: runData.split("test"), runDirectory: directory, resume: status.stage == .partial)
             trainer.log = { [log] in log("  " + $0) }
             trainer.callbacks.append(InterruptionRelay(from: interruption))
             trainer.callbacks.append(PauseCallback(file: folder.appendingPathComponent("PAUSE"), interruption: interruption, log: log))
@@ -212,7 +260,7 @@ public final class ExperimentRunner {
             if outcome.interrupted { return false }
             // Every campaign run ends as `resnet train` ends: the test split once, with the
             // checkpoint chosen on validation.
-            if let test = data.split("test") {
+            if let test = runData.split("test") {
                 try evaluateTestSplit(of: directory, test: test, whitening: trainer.whitening, batchSize: trainer.evaluationBatchSize)
             }
         }

@@ -156,6 +156,9 @@ public struct RunRequest: Sendable, Equatable {
     public var from: String?
     public var head: String?
     public var freeze: String?
+    /// Only these classes (`5-9`, `0,2,4`) and at most `perClass` training images of each.
+    public var classes: String?
+    public var perClass: Int?
     /// A whole schedule (run files only), replacing the recipe's before the overrides apply.
     public var schedule: LearningRateSchedule?
     public var overrides = RecipeOverrides()
@@ -184,6 +187,8 @@ public struct RunRequest: Sendable, Equatable {
         r.from = from ?? file.from
         r.head = head ?? file.head
         r.freeze = freeze ?? file.freeze
+        r.classes = classes ?? file.classes
+        r.perClass = perClass ?? file.perClass
         r.schedule = schedule ?? file.schedule
         r.overrides = overrides.over(file.overrides)
         return r
@@ -192,13 +197,15 @@ public struct RunRequest: Sendable, Equatable {
     /// The settings given that would change a run, as the command line names them: `--resume`
     /// refuses them, because a resumed run continues exactly as it was configured.
     public var settingsThatChangeARun: [String] {
-        [("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", dataset != nil), ("--data", data != nil), ("--image-size", imageSize != nil),
-         ("--recipe", recipe != nil), ("--seed", seed != nil), ("--run-dir", runDirectory != nil), ("--precision", precision != nil),
-         ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil), ("--dropout", dropout != nil),
-         ("--initializer", initializer != nil), ("--stride-on-first1x1", strideOnFirst1x1 != nil),
-         ("--zero-init-residual", zeroInitializedResidual != nil), ("--from", from != nil), ("--head", head != nil),
-         ("--freeze", freeze != nil), ("schedule", schedule != nil)]
-            .filter(\.1).map(\.0) + overrides.given
+        let given: [(String, Bool)] = [
+            ("--model", model != nil), ("--shortcut", shortcut != nil), ("--dataset", dataset != nil), ("--data", data != nil),
+            ("--image-size", imageSize != nil), ("--recipe", recipe != nil), ("--seed", seed != nil), ("--run-dir", runDirectory != nil),
+            ("--precision", precision != nil), ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil),
+            ("--dropout", dropout != nil), ("--initializer", initializer != nil), ("--stride-on-first1x1", strideOnFirst1x1 != nil),
+            ("--zero-init-residual", zeroInitializedResidual != nil), ("--from", from != nil), ("--head", head != nil),
+            ("--freeze", freeze != nil), ("--classes", classes != nil), ("--per-class", perClass != nil), ("schedule", schedule != nil),
+        ]
+        return given.filter(\.1).map(\.0) + overrides.given
     }
 
     /// The shortcut option: the one asked for; else, for CIFAR networks, the recipe's (A for
@@ -231,6 +238,11 @@ public struct RunRequest: Sendable, Equatable {
         } else if head != nil || freeze != nil {
             throw TrainingError.invalidOption("--head and --freeze need --from MODEL (the model to start from)")
         }
+        var subset: DataSubset?
+        if let classes { subset = try DataSubset(parsing: classes, perClass: perClass) } else if perClass != nil {
+            throw TrainingError.invalidOption("--per-class needs --classes")
+        }
+        let data = try subset?.apply(to: data, seed: seed ?? 0) ?? data
         let model = self.model ?? start?.architecture.name ?? "resnet20"
         var recipe = try Recipe.named(self.recipe ?? "he2016")
         let inherited = start?.architecture.options
@@ -275,7 +287,7 @@ public struct RunRequest: Sendable, Equatable {
             recipe: recipe, seed: seed ?? 0, normalization: normalization, trainingCount: trainIndices.count,
             validationCount: recipe.validationCount, threads: threads, deterministic: deterministic ?? false,
             precision: precision, monitorsTest: monitorTest == true ? true : nil, skipsTest: skipTest == true ? true : nil,
-            loadedImageSize: imageSize == nil ? nil : [train.height, train.width], transfer: transfer).validated()
+            loadedImageSize: imageSize == nil ? nil : [train.height, train.width], transfer: transfer, dataSubset: subset).validated()
     }
 
     /// The run directory: the one asked for, else `runs/MODEL-DATASET-RECIPE-TIME`.
@@ -290,7 +302,7 @@ public struct RunRequest: Sendable, Equatable {
     /// The keys a run file may hold: `resnet train`'s options in snake_case.
     public static let runFileKeys = [
         "model", "shortcut", "dataset", "data", "image_size", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
-        "deterministic", "from", "head", "freeze", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
+        "deterministic", "from", "head", "freeze", "classes", "per_class", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
         "early_stopping", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
         "label_smoothing", "augment", "normalization", "zca_epsilon", "validation",
     ]
@@ -376,6 +388,8 @@ private struct RunFile: Decodable {
     var from: String?
     var head: String?
     var freeze: String?
+    var classes: String?
+    var perClass: Int?
     var dropout: Float?
     var initializer: String?
     var strideOnFirst1x1: Bool?
@@ -400,7 +414,7 @@ private struct RunFile: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case model, shortcut, dataset, data, imageSize = "image_size", recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
-        case skipTest = "skip_test", deterministic, from, head, freeze, dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
+        case skipTest = "skip_test", deterministic, from, head, freeze, classes, perClass = "per_class", dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
         case zeroInitializedResidual = "zero_init_residual", plateau, plateauMonitor = "plateau_monitor", earlyStopping = "early_stopping", epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
         case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, zcaEpsilon = "zca_epsilon", validation
     }
@@ -429,6 +443,8 @@ private struct RunFile: Decodable {
         r.from = from
         r.head = head
         r.freeze = freeze
+        r.classes = classes
+        r.perClass = perClass
         r.dropout = dropout
         r.initializer = initializer
         r.strideOnFirst1x1 = strideOnFirst1x1

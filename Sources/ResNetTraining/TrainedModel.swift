@@ -84,7 +84,7 @@ public struct TrainedModel {
         } catch {
             throw TrainingError.checkpoint("the run whitens its inputs (ZCA), fitted on its training data, and its checkpoint predates stored whitening: \(run.dataset) at \(run.dataPath ?? "the default place") could not be loaded (\(error))")
         }
-        guard let train = source.split("train") else { throw TrainingError.checkpoint("\(run.dataset) has no training split to fit ZCA on") }
+        guard let train = try run.prepared(source).split("train") else { throw TrainingError.checkpoint("\(run.dataset) has no training split to fit ZCA on") }
         do { return try ZCAWhitening.fit(train.subset(try run.split(train).train), epsilon: epsilon) } catch let e as DataOptionError {
             throw TrainingError.invalidOption(e.description)
         }

@@ -42,11 +42,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// Transfer learning: the model the run starts from and what stays frozen; `nil`: from
     /// scratch.
     public var transfer: TransferSettings?
+    /// Only some classes of the data set, and at most so many training images of each.
+    public var dataSubset: DataSubset?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
                 validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil,
-                skipsTest: Bool? = nil, loadedImageSize: [Int]? = nil, transfer: TransferSettings? = nil) {
+                skipsTest: Bool? = nil, loadedImageSize: [Int]? = nil, transfer: TransferSettings? = nil,
+                dataSubset: DataSubset? = nil) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -65,6 +68,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.skipsTest = skipsTest
         self.loadedImageSize = loadedImageSize
         self.transfer = transfer
+        self.dataSubset = dataSubset
     }
 
     /// Builds the network this configuration describes (weights from `seed`).

@@ -87,3 +87,86 @@ public struct TransferSettings: Codable, Sendable, Equatable {
         }
     }
 }
+
+/// Part of a data set's classes, and at most so many training images of each: the small data
+/// sets transfer learning is for (`--classes 5-9 --per-class 100`).
+public struct DataSubset: Codable, Sendable, Equatable {
+    /// The labels kept, in the order they become the new labels 0, 1, ...
+    public var classes: [Int]
+    /// Training images kept per class (the first ones of a seeded shuffle); `nil`: all.
+    public var perClass: Int?
+
+    public init(classes: [Int], perClass: Int? = nil) {
+        self.classes = classes
+        self.perClass = perClass
+    }
+
+    /// Parses `5-9` or `0,2,4` (labels) and a per-class count.
+    public init(parsing text: String, perClass: Int?) throws {
+        func bad() -> TrainingError { .invalidOption("--classes must be a range like 5-9 or a list like 0,2,4 of labels, got '\(text)'") }
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        if parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]), a >= 0, b >= a, b - a < 1_000_000 {
+            classes = Array(a...b)
+        } else {
+            let list = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !list.isEmpty, list.allSatisfy({ ($0 ?? -1) >= 0 }) else { throw bad() }
+            classes = list.map { $0! }
+        }
+        guard Set(classes).count == classes.count else { throw bad() }
+        if let perClass { guard perClass >= 1 else { throw TrainingError.invalidOption("--per-class must be at least 1, got \(perClass)") } }
+        self.perClass = perClass
+    }
+
+    /// `data` reduced to these classes (relabelled 0..<k) in every split, and to `perClass`
+    /// training images of each (a shuffle seeded by `seed`); test images are all kept.
+    public func apply(to data: LoadedDataset, seed: UInt64) throws -> LoadedDataset {
+        guard let high = classes.max(), high < data.classNames.count else {
+            throw TrainingError.invalidOption("--classes \(classes.map(String.init).joined(separator: ",")): \(data.name) has \(data.classNames.count) classes")
+        }
+        let names = classes.map { data.classNames[$0] }
+        var newLabel = [Int32: Int32]()
+        for (k, c) in classes.enumerated() { newLabel[Int32(c)] = Int32(k) }
+        var generator = SplitMixGenerator(seed: seed ^ 0x5B5E_7C1A55)
+        let splits = data.splits.map { split -> (name: String, data: ImageDataset) in
+            var chosen: [Int] = []
+            var byClass = [Int32: [Int]]()
+            for (i, label) in split.data.labels.enumerated() where newLabel[label] != nil { byClass[label, default: []].append(i) }
+            for c in classes {
+                var members = byClass[Int32(c)] ?? []
+                if split.name == "train", let perClass, members.count > perClass {
+                    members.shuffle(using: &generator)
+                    members = Array(members.prefix(perClass)).sorted()
+                }
+                chosen += members
+            }
+            chosen.sort()
+            let subset = split.data.subset(chosen)
+            let relabelled = ImageDataset(images: subset.images, labels: subset.labels.map { newLabel[$0]! }, channels: subset.channels,
+                                          height: subset.height, width: subset.width, classNames: names)
+            return (split.name, relabelled)
+        }
+        return LoadedDataset(name: data.name, classNames: names, splits: splits)
+    }
+}
+
+/// SplitMix64: a small seeded generator for reproducible subsets.
+struct SplitMixGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension RunConfiguration {
+    /// The run's data from the loaded data set: its class subset, if any (the subset's
+    /// shuffle is seeded by the run's seed).
+    public func prepared(_ data: LoadedDataset) throws -> LoadedDataset {
+        guard let dataSubset else { return data }
+        return try dataSubset.apply(to: data, seed: seed)
+    }
+}

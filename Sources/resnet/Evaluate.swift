@@ -35,7 +35,8 @@ struct Evaluate: ParsableCommand {
         guard let name = dataset ?? card.provenance.dataset else {
             throw UserError("\(trained.loaded.url.path): the model card names no data set: pass --dataset and --data")
         }
-        let source = try loadDatasetForUser(name, data ?? (dataset == nil ? card.provenance.dataPath : nil), imageSize: trained.run?.loadedImageSize)
+        var source = try loadDatasetForUser(name, data ?? (dataset == nil ? card.provenance.dataPath : nil), imageSize: trained.run?.loadedImageSize)
+        if let run = trained.run, dataset == nil { source = try run.prepared(source) }   // the run's classes
         let images: ImageDataset
         if split == "test" {
             guard let test = source.split("test") else { throw UserError("\(source.name) has no test split") }

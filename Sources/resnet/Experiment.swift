@@ -16,12 +16,13 @@ struct ExperimentCommand: ParsableCommand {
             degradation: plain and residual networks of --depths (default 20, 56), he2016 at --schedule-scale \
             (default 0.25: 16k iterations, /10 at 8k and 12k), the paper's Fig. 6. depth: ResNet-20/32/44/56 with \
             the fast recipe, two seeds, Table 6. shortcuts: ResNet-32 with options A, B, C, fast, two seeds, Table 3. \
-            All with the 45k/5k split and option A (except the shortcut comparison), fp32. A stopped campaign \
+            transfer: ResNet-20 pretrained on classes 0-4, then classes 5-9 with 100 images each, fine-tuned and \
+            from scratch, three seeds. All with the 45k/5k split and option A (except the shortcut comparison), fp32. A stopped campaign \
             continues where it was; a finished run is never redone. Touch RUNS/NAME/PAUSE to pause the run in \
             progress (remove it to continue). Results: RUNS/NAME/NAME.csv, NAME.md and NAME.png (--publish DIR copies them, e.g. to docs/experiments).
             """)
 
-    @Argument(help: "degradation, depth or shortcuts.") var name: Experiment
+    @Argument(help: "degradation, depth, shortcuts or transfer.") var name: Experiment
     @Option(help: "The folder of campaigns; this one runs in RUNS/NAME.") var runs: String
     @Option(help: "Multiplies the recipe's length (he2016: iterations and milestones; fast: epochs).") var scheduleScale: Double?
     @Option(help: "Network depths, comma-separated (6n+2), e.g. 20,32,44,56,110.") var depths: String?

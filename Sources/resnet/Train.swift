@@ -78,6 +78,8 @@ struct Train: ParsableCommand {
 
     @Option(help: "The network (default resnet20; see `resnet summary --help`).") var model: String?
     @Option(help: "Shortcut option A, B or C (default: the recipe's, A for he2016, otherwise B).") var shortcut: ShortcutOption?
+    @Option(help: "Keep only these classes of the data set: a range (5-9) or a list (0,2,4) of labels, renumbered from 0.") var classes: String?
+    @Option(help: "With --classes: at most this many training images of each class (a seeded choice).") var perClass: Int?
     @Option(help: "Start from this model's weights (a model file, e.g. from `resnet convert`, or a run directory): transfer learning.") var from: String?
     @Option(help: "With --from: new (a new classifier for the data's classes, the default) or keep (the model's, same classes).") var head: String?
     @Option(help: "With --from: none (default), stem, stages:K (the stem and the first K stages) or backbone (all but the classifier) stay frozen: no learning, batch norm in evaluation mode.") var freeze: String?
@@ -133,6 +135,8 @@ struct Train: ParsableCommand {
         r.monitorTest = monitorTest ? true : nil
         r.skipTest = skipTest ? true : nil
         r.deterministic = deterministic ? true : nil
+        r.classes = classes
+        r.perClass = perClass
         r.from = from
         r.head = head
         r.freeze = freeze
@@ -147,7 +151,7 @@ struct Train: ParsableCommand {
     private func train() throws {
         let directory: URL
         let configuration: RunConfiguration
-        let loaded: LoadedDataset
+        var loaded: LoadedDataset
         if let resume {
             let changed = (config != nil ? ["--config"] : []) + request.settingsThatChangeARun
             guard changed.isEmpty else {
@@ -188,6 +192,7 @@ struct Train: ParsableCommand {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
         let skipTest = self.skipTest || configuration.skipsTest == true
+        loaded = try configuration.prepared(loaded)   // its classes, when the run keeps some only
         guard let train = loaded.split("train") else { throw UserError("\(loaded.name) has no training split") }
         let (trainIndices, validationIndices) = try configuration.split(train)
         if case .zca(let epsilon) = configuration.normalization, !json {

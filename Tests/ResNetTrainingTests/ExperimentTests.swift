@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetInference
 import ResNetTraining
 import Testing
 
@@ -98,6 +99,43 @@ struct ExperimentTests {
         #expect(report.markdown.contains("| resnet8 | 2 | ") && report.markdown.contains("| resnet14 | 2 | "))
         let rows = report.markdown.split(separator: "\n").filter { $0.hasPrefix("| resnet") }
         #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" ± ") && $0.contains("(2 runs)") })
+    }
+
+    @Test func aTransferCampaignPretrainsOnHalfTheClassesAndComparesFineTuningWithScratch() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let runs = try Experiment.transfer.runs(depths: [8], seeds: [0], scheduleScale: 0.04)
+        #expect(runs.map(\.name) == ["pretrain-resnet8", "fine-tuned-resnet8-seed0", "scratch-resnet8-seed0"])
+        #expect(runs[1].startsFrom == "pretrain-resnet8" && runs[1].request.classes == "5-9" && runs[1].request.perClass == 100)
+        let runner = ExperimentRunner(experiment: .transfer, runs: runs, directory: folder)
+        runner.overrides.batchSize = 16
+        runner.overrides.validation = 20
+        runner.log = { _ in }
+        let data = tinyDataset(count: 600, classes: 10)
+        #expect(try runner.run(data: data, dataPath: nil, threads: 1))
+        let fineTuned = try ExperimentRunStatus.read(runner.directory(of: runs[1]))
+        #expect(fineTuned.configuration?.transfer?.model == runner.directory(of: runs[0]).path)
+        #expect(fineTuned.configuration?.classNames == (5...9).map { "class\($0)" })
+        #expect(try ExperimentRunStatus.read(runner.directory(of: runs[2])).configuration?.transfer == nil)
+        // Each run tests on its own classes: 5 of the 10.
+        let test = try JSONDecoder().decode(EvaluationResult.self, from: Data(contentsOf: runner.directory(of: runs[1]).appendingPathComponent("test.json")))
+        #expect(test.perClass.count == 5 && test.count == 15)
+        let report = try ExperimentReport(runner)
+        #expect(report.markdown.contains("| the pretrained weights | classes 5-9, 100 images each | 1 |"))
+        #expect(report.markdown.contains("| scratch | classes 5-9, 100 images each | 1 |"))
+    }
+
+    @Test func aClassSubsetKeepsItsClassesRenumberedAndAtMostSoManyImagesOfEach() throws {
+        let data = tinyDataset(count: 600, classes: 10)
+        let subset = try DataSubset(parsing: "5-9", perClass: 7).apply(to: data, seed: 1)
+        #expect(subset.classNames == (5...9).map { "class\($0)" })
+        let train = try #require(subset.split("train"))
+        #expect(train.count == 35 && Set(train.labels) == Set(0..<5))
+        #expect(subset.split("test")!.count == 15, "test images are all kept")
+        #expect(try DataSubset(parsing: "5-9", perClass: 7).apply(to: data, seed: 1).split("train")!.images == train.images, "seeded")
+        #expect(throws: TrainingError.self) { try DataSubset(parsing: "5-12", perClass: nil).apply(to: data, seed: 0) }
+        #expect(throws: TrainingError.self) { try DataSubset(parsing: "a-b", perClass: nil) }
+        #expect(try DataSubset(parsing: "0,2,4", perClass: nil).classes == [0, 2, 4])
     }
 
     @Test func theDryRunMeasuresEachNetworksSpeed() throws {
