@@ -126,7 +126,7 @@ public struct DataSubset: Codable, Sendable, Equatable {
         let names = classes.map { data.classNames[$0] }
         var newLabel = [Int32: Int32]()
         for (k, c) in classes.enumerated() { newLabel[Int32(c)] = Int32(k) }
-        var generator = SplitMixGenerator(seed: seed ^ 0x5B5E_7C1A55)
+        var generator = DataRandom(seed: seed ^ 0x5B5E_7C1A55)
         let splits = data.splits.map { split -> (name: String, data: ImageDataset) in
             var chosen: [Int] = []
             var byClass = [Int32: [Int]]()
@@ -146,19 +146,6 @@ public struct DataSubset: Codable, Sendable, Equatable {
             return (split.name, relabelled)
         }
         return LoadedDataset(name: data.name, classNames: names, splits: splits)
-    }
-}
-
-/// SplitMix64: a small seeded generator for reproducible subsets.
-struct SplitMixGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
