@@ -256,9 +256,14 @@ public final class ResNet: Module, Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try fc(features(x))
+    }
+
+    /// The pooled features the classifier reads: `[N, featureCount]`.
+    public func features(_ x: Tensor) throws -> Tensor {
         var h = try stem(x)
         for stage in stages { h = try stage(h) }
         if let finalNorm { h = relu(try finalNorm(h), label: "relu") }
-        return try fc(pool(h))
+        return try pool(h)
     }
 }

@@ -76,6 +76,42 @@ struct TransferTests {
         }
     }
 
+    @Test func aLinearProbeTrainsOnlyANewClassifierOnFeaturesComputedOnce() throws {
+        // The classifier alone: separable features are learnt exactly.
+        var features: [Float] = [], labels: [Int32] = []
+        for i in 0..<120 {
+            let c = i % 3
+            var row = [Float](repeating: 0.1, count: 8)
+            row[c] = 2 + Float(i % 7) / 7
+            features += row
+            labels.append(Int32(c))
+        }
+        let head = try LinearProbe.trainClassifier(features: features, labels: labels, featureCount: 8, classes: 3, epochs: 30,
+                                                   batchSize: 16, learningRate: 0.1, weightDecay: 0, seed: 1)
+        #expect(LinearProbe.accuracy(of: head, features: features, labels: labels, featureCount: 8) == 1)
+
+        // The whole probe: the starting network's features, a new 2-class head, a model file.
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("probe-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var pretrain = RunRequest()
+        pretrain.model = "resnet8"
+        pretrain.overrides.iterations = 10
+        pretrain.overrides.batchSize = 16
+        pretrain.overrides.validation = 30
+        _ = try train(pretrain, data: tinyDataset(), in: root.appendingPathComponent("pretrain")).run()
+        let start = try TrainedModel(root.appendingPathComponent("pretrain").path).loaded
+        let outcome = try LinearProbe.probe(start, on: twoClasses(), datasetName: "folder", validationCount: 20, epochs: 5)
+        #expect(outcome.model.card.classNames == ["x", "y"] && outcome.trainingImages == 280)
+        #expect(outcome.validationAccuracy != nil && outcome.testAccuracy != nil)
+        let original = Dictionary(uniqueKeysWithValues: start.model.namedParameters().map { ($0.0, $0.1.values) })
+        for (name, p) in outcome.model.model.namedParameters() {
+            if name.hasPrefix("fc.") { #expect(p.shape.first == 2) } else { #expect(p.values == original[name], "\(name)") }
+        }
+        let file = root.appendingPathComponent("probe.safetensors")
+        try ModelFile.write(model: outcome.model.model, card: outcome.model.card, whitening: nil, to: file)
+        #expect(try ModelFile.load(file.path).card.provenance.metrics["test_top1"] == outcome.testAccuracy)
+    }
+
     @Test func freezingStagesKeepsTheirBatchNormsInEvaluationMode() throws {
         let model = try ModelDefinition(name: "resnet14").build(classes: 3)
         try TransferSettings.Freeze(parsing: "stages:1-1").apply(to: model)
