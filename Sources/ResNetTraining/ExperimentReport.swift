@@ -172,13 +172,31 @@ public struct ExperimentReport {
             }
             try writeCurvePanels(panels, title: "CIFAR-10: training error (thin) and test error (bold)", xLabel: "iterations",
                                  yLabel: "error %", yRange: (0, 25), to: path)
-        } else {
-            let runs = Array(Set(rows.map(\.run))).sorted()
-            let series = runs.enumerated().map { k, run in
-                CurveSeries(label: run, color: seriesColors[k % seriesColors.count], thickness: 2,
+        } else if experiment == .transfer {
+            func curve(_ run: String, _ color: Color) -> CurveSeries {
+                CurveSeries(label: run, color: color, thickness: 2,
                             points: rows.filter { $0.run == run }.map { (Double($0.iteration), $0.validationError) })
             }
-            panels.append(CurvePanel(title: "validation error", series: series, legend: series.map { ($0.label, $0.color) }))
+            let runs = Array(Set(rows.map(\.run))).sorted()
+            let pretraining = runs.filter { $0.hasPrefix("pretrain") }.map { curve($0, seriesColors[2]) }
+            let small = runs.filter { !$0.hasPrefix("pretrain") }.map { curve($0, $0.hasPrefix("fine-tuned") ? seriesColors[0] : seriesColors[1]) }
+            panels = [CurvePanel(title: "pretraining, classes 0-4", series: pretraining, legend: [("pretraining", seriesColors[2])]),
+                      CurvePanel(title: "classes 5-9, 100 images each", series: small,
+                                 legend: [("fine-tuned from it", seriesColors[0]), ("from scratch", seriesColors[1])])]
+            try writeCurvePanels(panels, title: "CIFAR-10 transfer: validation error, every seed", xLabel: "iterations",
+                                 yLabel: "error %", yRange: nil, to: path)
+        } else {
+            // One color per network (depth) or shortcut option; the seeds of one share it.
+            let key = { (r: Row) in self.experiment == .shortcuts ? "option \(r.shortcut)" : r.network }
+            let keys = Array(Set(rows.map(key))).sorted { (depthOf($0), $0) < (depthOf($1), $1) }
+            func color(_ k: String) -> Color { seriesColors[(keys.firstIndex(of: k) ?? 0) % seriesColors.count] }
+            let runs = Array(Set(rows.map(\.run))).sorted()
+            let series = runs.map { run in
+                let points = rows.filter { $0.run == run }
+                return CurveSeries(label: run, color: color(points.first.map(key) ?? ""), thickness: 2,
+                                   points: points.map { (Double($0.iteration), $0.validationError) })
+            }
+            panels.append(CurvePanel(title: "validation error, every seed", series: series, legend: keys.map { ($0, color($0)) }))
             try writeCurvePanels(panels, title: "CIFAR-10 \(experiment.rawValue) campaign", xLabel: "iterations", yLabel: "error %",
                                  yRange: nil, to: path)
         }

@@ -403,12 +403,14 @@ public func writeCurvePanels(_ panels: [CurvePanel], title: String, xLabel: Stri
     let panelWidth = 760, s = 2
     var canvas = Canvas(width: 120 + panels.count * (panelWidth + 110), height: 760)
     canvas.drawText(title, x: canvas.width / 2, y: 16, PlotStyle.text, scale: 3, alignment: .center)
-    let all = panels.flatMap(\.series).flatMap(\.points)
-    let xs = all.map(\.0).filter(\.isFinite), ys = all.compactMap(\.1).filter(\.isFinite)
-    let xTicks = linearTicks(0, max(xs.max() ?? 1, 1), maximum: 7, integral: true)
+    // One y range for all panels (they compare), an x range per panel (they may span
+    // different lengths, as pretraining and fine-tuning do).
+    let ys = panels.flatMap(\.series).flatMap(\.points).compactMap(\.1).filter(\.isFinite)
     let yTicks = yRange.map { linearTicks($0.0, $0.1, maximum: 6) } ?? linearTicks(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 2), maximum: 7)
     let top = 190, bottom = canvas.height - 90
     for (k, panel) in panels.enumerated() {
+        let xs = panel.series.flatMap(\.points).map(\.0).filter(\.isFinite)
+        let xTicks = linearTicks(0, max(xs.max() ?? 1, 1), maximum: 7, integral: true)
         let x = 120 + k * (panelWidth + 110)
         let frame = PlotFrame(x: x, y: top, width: panelWidth, height: bottom - top, x: (xTicks.values.first!, xTicks.values.last!),
                               y: (yTicks.values.first!, yTicks.values.last!))
