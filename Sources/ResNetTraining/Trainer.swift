@@ -486,8 +486,8 @@ public final class Trainer {
     /// `record`, or a record of this validation alone within an epoch).
     func noteValidation(_ result: EvaluationResult, record: EpochRecord?) throws {
         let best = state.bestValidationAccuracy.map { result.top1 > $0 } ?? true
-        state.validations = (state.validations ?? []) + [ValidationRecord(epoch: state.epoch + 1, step: state.step, loss: result.loss,
-                                                                           accuracy: result.top1, best: best)]
+        state.validations = state.validations ?? []
+        state.validations!.append(ValidationRecord(epoch: state.epoch + 1, step: state.step, loss: result.loss, accuracy: result.top1, best: best))
         guard best else { return }
         state.bestValidationAccuracy = result.top1
         state.bestEpoch = state.epoch + 1

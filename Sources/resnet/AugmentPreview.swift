@@ -34,9 +34,7 @@ struct AugmentPreview: ParsableCommand {
         do { augmentations = try Augmentation.parseList(augment) } catch let error as DataOptionError {
             throw UserError(error.description)
         }
-        guard let name = DatasetName(rawValue: data.name.lowercased()) else {
-            throw UserError("unknown data set '\(data.name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        let name = try datasetKind(data.name)
         let loaded: LoadedDataset
         do {
             // CIFAR-10 missing from the cache falls back to the shipped sample, as in `resnet train`

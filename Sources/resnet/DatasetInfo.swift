@@ -37,9 +37,7 @@ struct DatasetInfo: ParsableCommand {
     }
 
     func run() throws {
-        guard let name = DatasetName(rawValue: dataset) else {
-            throw UserError("unknown data set '\(dataset)': choose one of \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        let name = try datasetKind(dataset)
         var options = DatasetOptions(cifar100Labels: coarseLabels ? .coarse : .fine)
         if let imageSize {
             guard name == .folder || name == .cifar10 else {

@@ -30,17 +30,7 @@ struct Probe: ParsableCommand {
         }
         try engine.apply()
         let start = try TrainedModel(from).loaded
-        guard let kind = DatasetName(rawValue: data.name.lowercased()) else { throw UserError("unknown data set '\(data.name)'") }
-        var loaded: LoadedDataset
-        do {
-            let size = try data.imageSize.map(DatasetOptions.parseImageSize)
-            loaded = try LoadedDataset.loadWithFallback(kind, from: data.data, options: DatasetOptions(imageSize: size), download: true,
-                                                        log: { say($0) }).dataset
-        } catch let error as DataError {
-            throw UserError(error.description)
-        } catch let error as DataOptionError {
-            throw UserError(error.description)
-        }
+        var loaded = try resolveDataset(data.name, path: data.data, imageSize: data.imageSize).dataset
         if let classes { loaded = try DataSubset(parsing: classes, perClass: perClass).apply(to: loaded, seed: seed) }
         let outcome = try LinearProbe.probe(start, on: loaded, datasetName: data.name, validationCount: validation, epochs: epochs,
                                             batchSize: batchSize, learningRate: lr, weightDecay: weightDecay, seed: seed)

@@ -168,20 +168,7 @@ struct Train: ParsableCommand {
             loaded = try loadDatasetForUser(configuration.dataset, configuration.dataPath, imageSize: configuration.loadedImageSize)
         } else {
             let asked = request.over(try config.map { try RunRequest.load(runFile: $0) } ?? RunRequest())
-            let name = asked.dataset ?? "cifar10"
-            guard let kind = DatasetName(rawValue: name.lowercased()) else {
-                throw UserError("unknown data set '\(name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            let resolved: LoadedDataset.Resolved
-            do {
-                let size = try asked.imageSize.map(DatasetOptions.parseImageSize)
-                resolved = try LoadedDataset.loadWithFallback(kind, from: asked.data, options: DatasetOptions(imageSize: size),
-                                                              download: true, log: { say($0) })
-            } catch let error as DataError {
-                throw UserError(error.description)
-            } catch let error as DataOptionError {
-                throw UserError("--image-size: \(error.description)")
-            }
+            let resolved = try resolveDataset(asked.dataset ?? "cifar10", path: asked.data, imageSize: asked.imageSize)
             loaded = resolved.dataset
             configuration = try asked.configuration(data: loaded, dataset: resolved.name.rawValue, dataPath: resolved.path,
                                                     isSample: resolved.isSample,
@@ -270,12 +257,32 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Loads a data set, turning data errors into one-line user errors; `imageSize` (`[H, W]`)
-/// brings an image folder's images to one size, as the run that trained on it did.
-func loadDatasetForUser(_ name: String, _ path: String?, imageSize: [Int]? = nil) throws -> LoadedDataset {
+/// The data set a user named, or one line listing the known ones.
+func datasetKind(_ name: String) throws -> DatasetName {
     guard let kind = DatasetName(rawValue: name.lowercased()) else {
         throw UserError("unknown data set '\(name)'; known: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", "))")
     }
+    return kind
+}
+
+/// Loads the data set a user named, as `train` and `probe` do: `imageSize` (`HxW`) for image
+/// folders; with no path, the cache, a download, and for CIFAR-10 the shipped sample.
+func resolveDataset(_ name: String, path: String?, imageSize: String?) throws -> LoadedDataset.Resolved {
+    let kind = try datasetKind(name)
+    do {
+        let size = try imageSize.map(DatasetOptions.parseImageSize)
+        return try LoadedDataset.loadWithFallback(kind, from: path, options: DatasetOptions(imageSize: size), download: true, log: { say($0) })
+    } catch let error as DataError {
+        throw UserError(error.description)
+    } catch let error as DataOptionError {
+        throw UserError("--image-size: \(error.description)")
+    }
+}
+
+/// Loads a data set, turning data errors into one-line user errors; `imageSize` (`[H, W]`)
+/// brings an image folder's images to one size, as the run that trained on it did.
+func loadDatasetForUser(_ name: String, _ path: String?, imageSize: [Int]? = nil) throws -> LoadedDataset {
+    let kind = try datasetKind(name)
     let size = imageSize.flatMap { $0.count == 2 ? (height: $0[0], width: $0[1]) : nil }
     do { return try LoadedDataset.load(kind, from: path, options: DatasetOptions(imageSize: size)) } catch let error as DataError {
         throw UserError(error.description)
