@@ -27,14 +27,15 @@ final class AdamCore {
         self.decoupled = decoupled
     }
 
-    func update(_ parameters: [Parameter], learningRate lr: Float) {
+    func update(_ parameters: [Parameter], learningRate: Float) {
         let b1 = beta1, b2 = beta2, eps = epsilon
         let oneMinusB1 = 1 - b1, oneMinusB2 = 1 - b2
-        // AdamW scales p by `shrink` first; Adam adds `l2 * p` to the gradient. The
-        // other factor is neutral (x * 1 == x exactly).
-        let shrink: Float = decoupled ? 1 - lr * weightDecay : 1
         let l2: Float = decoupled ? 0 : weightDecay
         for parameter in parameters where parameter.isTrainable {
+            let lr = learningRate * parameter.learningRateScale
+            // AdamW scales p by `shrink` first; Adam adds `l2 * p` to the gradient. The
+            // other factor is neutral (x * 1 == x exactly).
+            let shrink: Float = decoupled ? 1 - lr * weightDecay : 1
             let state = table.state(for: parameter)
             state.step += 1
             // Bias corrections in Double (beta^t for large t stays accurate).

@@ -37,8 +37,9 @@ public final class RMSprop: Optimizer {
     }
 
     public func update(_ parameters: [Parameter]) {
-        let lr = learningRate, decay = weightDecay, a = alpha, keep = 1 - alpha, eps = epsilon
+        let decay = weightDecay, a = alpha, keep = 1 - alpha, eps = epsilon
         for parameter in parameters where parameter.isTrainable {
+            let lr = learningRate * parameter.learningRateScale
             let n = parameter.count
             let p = parameter.value.floats
             let grad = UnsafePointer(parameter.gradient.floats)

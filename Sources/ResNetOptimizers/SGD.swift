@@ -12,6 +12,8 @@ import ResNetTensors
 /// p -= learningRate * g
 /// ```
 ///
+/// `learningRate` is multiplied by each parameter's `learningRateScale` (1 unless set).
+///
 /// State: one `momentum` buffer per parameter (none when `momentum == 0`).
 public final class SGD: Optimizer {
     /// The step size used by the next update (finite, `>= 0`).
@@ -48,10 +50,11 @@ public final class SGD: Optimizer {
     }
 
     public func update(_ parameters: [Parameter]) {
-        let lr = learningRate, decay = weightDecay
+        let decay = weightDecay
         let m = momentum, keep = 1 - dampening, nesterov = nesterov
         // Each loop loads p[i] unconditionally and picks with selects, so it vectorizes.
         for parameter in parameters where parameter.isTrainable {
+            let lr = learningRate * parameter.learningRateScale
             let n = parameter.count
             let p = parameter.value.floats
             let grad = UnsafePointer(parameter.gradient.floats)

@@ -17,6 +17,13 @@ public final class Parameter: @unchecked Sendable {
     /// Kept as it is while training (transfer learning's frozen layers, ``Module/freeze()``):
     /// no optimizer updates it and graphs compute no gradient for it.
     public var isFrozen = false
+    /// A factor on the optimizer's learning rate for this parameter alone (PyTorch's parameter
+    /// groups, reduced to what fine-tuning needs: `--backbone-lr-scale` gives the pretrained
+    /// layers a smaller step than the new classifier). Weight decay scales with it, as in a
+    /// PyTorch group whose `lr` is scaled. Finite and `>= 0`; 1 unless set.
+    public var learningRateScale: Float = 1 {
+        didSet { precondition(learningRateScale.isFinite && learningRateScale >= 0, "learningRateScale must be finite and >= 0") }
+    }
     /// The dotted name a module tree gives it (`stage1.block0.conv1.weight`).
     public var name: String = ""
 

@@ -156,6 +156,8 @@ public struct RunRequest: Sendable, Equatable {
     public var from: String?
     public var head: String?
     public var freeze: String?
+    /// `--backbone-lr-scale`: the learning-rate factor of every layer but the classifier.
+    public var backboneLearningRateScale: Float?
     /// Only these classes (`5-9`, `0,2,4`) and at most `perClass` training images of each.
     public var classes: String?
     public var perClass: Int?
@@ -187,6 +189,7 @@ public struct RunRequest: Sendable, Equatable {
         r.from = from ?? file.from
         r.head = head ?? file.head
         r.freeze = freeze ?? file.freeze
+        r.backboneLearningRateScale = backboneLearningRateScale ?? file.backboneLearningRateScale
         r.classes = classes ?? file.classes
         r.perClass = perClass ?? file.perClass
         r.schedule = schedule ?? file.schedule
@@ -203,7 +206,7 @@ public struct RunRequest: Sendable, Equatable {
             ("--precision", precision != nil), ("--monitor-test", monitorTest != nil), ("--deterministic", deterministic != nil),
             ("--dropout", dropout != nil), ("--initializer", initializer != nil), ("--stride-on-first1x1", strideOnFirst1x1 != nil),
             ("--zero-init-residual", zeroInitializedResidual != nil), ("--from", from != nil), ("--head", head != nil),
-            ("--freeze", freeze != nil), ("--classes", classes != nil), ("--per-class", perClass != nil), ("schedule", schedule != nil),
+            ("--freeze", freeze != nil), ("--backbone-lr-scale", backboneLearningRateScale != nil), ("--classes", classes != nil), ("--per-class", perClass != nil), ("schedule", schedule != nil),
         ]
         return given.filter(\.1).map(\.0) + overrides.given
     }
@@ -233,10 +236,11 @@ public struct RunRequest: Sendable, Equatable {
         if let from {
             guard ["new", "keep", nil].contains(head) else { throw TrainingError.invalidOption("--head must be new or keep, got '\(head!)'") }
             start = try TrainedModel(from).loaded.card
-            transfer = TransferSettings(model: URL(fileURLWithPath: from).standardizedFileURL.path, newHead: head != "keep",
-                                        freeze: try freeze.map(TransferSettings.Freeze.init(parsing:)) ?? TransferSettings.Freeze.none)
-        } else if head != nil || freeze != nil {
-            throw TrainingError.invalidOption("--head and --freeze need --from MODEL (the model to start from)")
+            transfer = try TransferSettings(model: URL(fileURLWithPath: from).standardizedFileURL.path, newHead: head != "keep",
+                                        freeze: try freeze.map(TransferSettings.Freeze.init(parsing:)) ?? TransferSettings.Freeze.none,
+                                        backboneLearningRateScale: backboneLearningRateScale ?? 1).validated()
+        } else if head != nil || freeze != nil || backboneLearningRateScale != nil {
+            throw TrainingError.invalidOption("--head, --freeze and --backbone-lr-scale need --from MODEL (the model to start from)")
         }
         var subset: DataSubset?
         if let classes { subset = try DataSubset(parsing: classes, perClass: perClass) } else if perClass != nil {
@@ -302,7 +306,7 @@ public struct RunRequest: Sendable, Equatable {
     /// The keys a run file may hold: `resnet train`'s options in snake_case.
     public static let runFileKeys = [
         "model", "shortcut", "dataset", "data", "image_size", "recipe", "seed", "precision", "schedule", "run_dir", "monitor_test", "skip_test",
-        "deterministic", "from", "head", "freeze", "classes", "per_class", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
+        "deterministic", "from", "head", "freeze", "backbone_lr_scale", "classes", "per_class", "dropout", "initializer", "stride_on_first1x1", "zero_init_residual", "plateau", "plateau_monitor",
         "early_stopping", "epochs", "iterations", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
         "label_smoothing", "augment", "normalization", "zca_epsilon", "validation",
     ]
@@ -388,6 +392,7 @@ private struct RunFile: Decodable {
     var from: String?
     var head: String?
     var freeze: String?
+    var backboneLearningRateScale: Float?
     var classes: String?
     var perClass: Int?
     var dropout: Float?
@@ -414,7 +419,7 @@ private struct RunFile: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case model, shortcut, dataset, data, imageSize = "image_size", recipe, seed, precision, schedule, runDir = "run_dir", monitorTest = "monitor_test"
-        case skipTest = "skip_test", deterministic, from, head, freeze, classes, perClass = "per_class", dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
+        case skipTest = "skip_test", deterministic, from, head, freeze, backboneLearningRateScale = "backbone_lr_scale", classes, perClass = "per_class", dropout, initializer, strideOnFirst1x1 = "stride_on_first1x1"
         case zeroInitializedResidual = "zero_init_residual", plateau, plateauMonitor = "plateau_monitor", earlyStopping = "early_stopping", epochs, iterations, batchSize = "batch_size", lr, optimizer, momentum, nesterov
         case weightDecay = "weight_decay", labelSmoothing = "label_smoothing", augment, normalization, zcaEpsilon = "zca_epsilon", validation
     }
@@ -443,6 +448,7 @@ private struct RunFile: Decodable {
         r.from = from
         r.head = head
         r.freeze = freeze
+        r.backboneLearningRateScale = backboneLearningRateScale
         r.classes = classes
         r.perClass = perClass
         r.dropout = dropout

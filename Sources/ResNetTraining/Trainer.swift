@@ -233,6 +233,7 @@ public final class Trainer {
         // weights of a new run come from the model it transfers from (a resume restores its own).
         if let transfer = configuration.transfer {
             try transfer.freeze.apply(to: model)
+            transfer.applyLearningRateScale(to: model)
             if !resume { try transfer.loadStartingWeights(into: model) }
         }
         parameters = model.trainableParameters

@@ -14,11 +14,45 @@ public struct TransferSettings: Codable, Sendable, Equatable {
     public var newHead: Bool
     /// What stays frozen: ``Freeze``.
     public var freeze: Freeze
+    /// The factor on the learning rate of every layer but the classifier (`--backbone-lr-scale`):
+    /// the pretrained layers move less than the new head, a common fine-tuning choice (e.g. 0.1).
+    /// 1: one rate for all; 0 to 1.
+    public var backboneLearningRateScale: Float
 
-    public init(model: String, newHead: Bool, freeze: Freeze) {
+    public init(model: String, newHead: Bool, freeze: Freeze, backboneLearningRateScale: Float = 1) {
         self.model = model
         self.newHead = newHead
         self.freeze = freeze
+        self.backboneLearningRateScale = backboneLearningRateScale
+    }
+
+    private enum CodingKeys: String, CodingKey { case model, newHead, freeze, backboneLearningRateScale }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(String.self, forKey: .model)
+        newHead = try c.decode(Bool.self, forKey: .newHead)
+        freeze = try c.decode(Freeze.self, forKey: .freeze)
+        // Runs made before the option existed have one rate for all layers.
+        backboneLearningRateScale = try c.decodeIfPresent(Float.self, forKey: .backboneLearningRateScale) ?? 1
+    }
+
+    /// Checks the settings a run file or an old run's config.json carries.
+    public func validated() throws -> TransferSettings {
+        guard backboneLearningRateScale.isFinite, (0...1).contains(backboneLearningRateScale) else {
+            throw TrainingError.invalidOption("--backbone-lr-scale must be between 0 and 1, got \(backboneLearningRateScale)")
+        }
+        if case .stages(let k) = freeze, k < 1 {
+            throw TrainingError.invalidOption("--freeze stages:\(k): K must be at least 1")
+        }
+        return self
+    }
+
+    /// Gives every parameter outside the classifier (`fc.`) the backbone's learning-rate factor.
+    public func applyLearningRateScale(to model: any Layer) {
+        for (name, parameter) in model.namedParameters() {
+            parameter.learningRateScale = name.hasPrefix("fc.") ? 1 : backboneLearningRateScale
+        }
     }
 
     /// The layers kept as they are: their weights do not learn and their batch norms keep their

@@ -99,6 +99,7 @@ extension RunConfiguration {
             throw bad(error.description)
         }
         _ = try recipe.validated()
+        _ = try transfer?.validated()
         guard (1...100_000_000).contains(trainingCount), trainingCount >= recipe.batchSize else {
             throw bad("\(trainingCount) training images for batches of \(recipe.batchSize)")
         }

@@ -83,6 +83,7 @@ struct Train: ParsableCommand {
     @Option(help: "Start from this model's weights (a model file, e.g. from `resnet convert`, or a run directory): transfer learning.") var from: String?
     @Option(help: "With --from: new (a new classifier for the data's classes, the default) or keep (the model's, same classes).") var head: String?
     @Option(help: "With --from: none (default), stem, stages:K (the stem and the first K stages) or backbone (all but the classifier) stay frozen: no learning, batch norm in evaluation mode.") var freeze: String?
+    @Option(name: .customLong("backbone-lr-scale"), help: "With --from: the learning rate of every layer but the classifier is the recipe's times this (0 to 1; default 1), so the pretrained layers move less than the new head.") var backboneLRScale: Float?
     @Option(help: "Dropout of Wide ResNets (default 0.3) and svgg's dense layer (default 0.5).") var dropout: Float?
     @Option(help: "Convolution weights: he-normal-fan-out (default, torchvision's), he-normal-fan-in (Keras's he_normal) or glorot-uniform.") var initializer: String?
     @Flag(help: "Bottlenecks stride their first 1x1 (the paper's original ImageNet model) instead of the 3x3.") var strideOnFirst1x1 = false
@@ -140,6 +141,7 @@ struct Train: ParsableCommand {
         r.from = from
         r.head = head
         r.freeze = freeze
+        r.backboneLearningRateScale = backboneLRScale
         r.dropout = dropout
         r.initializer = initializer
         r.strideOnFirst1x1 = strideOnFirst1x1 ? true : nil

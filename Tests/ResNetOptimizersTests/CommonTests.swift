@@ -152,3 +152,46 @@ struct VectorPathTests {
         }
     }
 }
+
+@Suite("Per-parameter learning-rate scale")
+struct LearningRateScaleTests {
+    /// A parameter with `learningRateScale` s under rate r follows exactly the path it would
+    /// follow alone under rate r * s (a PyTorch parameter group with a scaled `lr`): weight
+    /// decay and Adam's bias corrections included. The other parameter is unaffected.
+    @Test func aScaledParameterFollowsTheRateTimesItsScale() throws {
+        let makers: [(String, (Float) throws -> Optimizer)] = [
+            ("SGD+momentum+wd", { try SGD(learningRate: $0, momentum: 0.9, weightDecay: 5e-4) }),
+            ("SGD+nesterov", { try SGD(learningRate: $0, momentum: 0.9, nesterov: true) }),
+            ("Adam+wd", { try Adam(learningRate: $0, weightDecay: 1e-4) }),
+            ("AdamW", { try AdamW(learningRate: $0, weightDecay: 1e-2) }),
+            ("RMSprop", { try RMSprop(learningRate: $0, weightDecay: 1e-4) }),
+        ]
+        for (label, make) in makers {
+            let start: [Float] = [0.5, -1, 2, 0.25, -0.75, 3, 1, -2, 0.1]
+            let backbone = makeParameter(start), head = makeParameter(start)
+            backbone.learningRateScale = 0.5
+            let alone = makeParameter(start), unscaled = makeParameter(start)
+            let grouped = try make(0.08), halved = try make(0.04), full = try make(0.08)
+            for step in 0..<6 {
+                let g = syntheticGradient(step: step, count: start.count)
+                for p in [backbone, head, alone, unscaled] { setGradient(p, g) }
+                grouped.update([backbone, head])
+                halved.update([alone])
+                full.update([unscaled])
+            }
+            #expect(backbone.values == alone.values, "\(label): scale 0.5 at rate 0.08 is rate 0.04")
+            #expect(head.values == unscaled.values, "\(label): the unscaled parameter is untouched by the other's scale")
+            #expect(backbone.values != head.values, "\(label)")
+        }
+    }
+
+    @Test func aZeroScaleKeepsTheParameterAsItIsButItsStateStillAdvances() throws {
+        let p = makeParameter([1, 2, 3])
+        p.learningRateScale = 0
+        let sgd = try SGD(learningRate: 0.1, momentum: 0.9, weightDecay: 1e-3)
+        setGradient(p, [1, -1, 0.5])
+        sgd.update([p])
+        #expect(p.values == [1, 2, 3])
+        #expect(sgd.stateDictionary()["param0.momentum"] != nil)
+    }
+}

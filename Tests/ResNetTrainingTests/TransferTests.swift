@@ -76,6 +76,67 @@ struct TransferTests {
         }
     }
 
+    @Test func theBackboneLearningRateScaleSlowsEveryLayerButTheClassifier() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("transfer-lr-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var pretrain = RunRequest()
+        pretrain.model = "resnet8"
+        pretrain.overrides.iterations = 10
+        pretrain.overrides.batchSize = 16
+        pretrain.overrides.validation = 30
+        _ = try train(pretrain, data: tinyDataset(), in: root.appendingPathComponent("pretrain")).run()
+        let start = try TrainedModel(root.appendingPathComponent("pretrain").path).loaded
+        let before = Dictionary(uniqueKeysWithValues: start.model.namedParameters().map { ($0.0, $0.1.values) })
+
+        // Scale 0: the backbone's weights keep their values (weight decay scales too) while the
+        // new classifier learns; batch norms still update their running statistics.
+        var fineTune = RunRequest()
+        fineTune.from = root.appendingPathComponent("pretrain").path
+        fineTune.backboneLearningRateScale = 0
+        fineTune.recipe = "fast"
+        fineTune.overrides.iterations = 8
+        fineTune.overrides.batchSize = 16
+        fineTune.overrides.validation = 30
+        let trainer = try train(fineTune, data: twoClasses(), in: root.appendingPathComponent("scaled"))
+        #expect(trainer.configuration.transfer?.backboneLearningRateScale == 0)
+        let weights = trainer.model.namedParameters().filter { $0.1.isTrainable }
+        #expect(weights.allSatisfy { $0.1.learningRateScale == ($0.0.hasPrefix("fc.") ? 1 : 0) })
+        let headBefore = trainer.model.namedParameters().first { $0.0 == "fc.weight" }!.1.values
+        _ = try trainer.run()
+        for (name, p) in trainer.model.namedParameters() where p.isTrainable && !name.hasPrefix("fc.") {
+            #expect(p.values == before[name], "\(name)")
+        }
+        #expect(trainer.model.namedParameters().first { $0.0 == "fc.weight" }!.1.values != headBefore)
+        #expect(trainer.model.namedParameters().contains { $0.0.hasSuffix("runningMean") && $0.1.values != before[$0.0] })
+
+        // Recorded in the run's configuration, so a resume continues with it.
+        let saved = try Trainer.loadConfiguration(root.appendingPathComponent("scaled"))
+        #expect(saved.transfer?.backboneLearningRateScale == 0)
+
+        for bad: Float in [-0.1, 1.5, .nan, .infinity] {
+            var r = fineTune
+            r.backboneLearningRateScale = bad
+            #expect(throws: TrainingError.self, "\(bad)") {
+                try r.configuration(data: twoClasses(), dataset: "folder", dataPath: nil, isSample: false, threads: 1)
+            }
+        }
+        var orphan = RunRequest()
+        orphan.backboneLearningRateScale = 0.1
+        #expect(throws: TrainingError.self) {
+            try orphan.configuration(data: twoClasses(), dataset: "folder", dataPath: nil, isSample: false, threads: 1)
+        }
+        #expect(fineTune.settingsThatChangeARun.contains("--backbone-lr-scale"))
+    }
+
+    @Test func transferSettingsWrittenBeforeTheScaleExistedDecodeWithOneRate() throws {
+        let old = #"{"model":"/m.safetensors","newHead":true,"freeze":{"backbone":{}}}"#
+        let settings = try JSONDecoder().decode(TransferSettings.self, from: Data(old.utf8))
+        #expect(settings.backboneLearningRateScale == 1 && settings.freeze == .backbone)
+        let roundTrip = try JSONDecoder().decode(TransferSettings.self, from: JSONEncoder().encode(
+            TransferSettings(model: "/m", newHead: false, freeze: .stages(2), backboneLearningRateScale: 0.1)))
+        #expect(roundTrip.backboneLearningRateScale == 0.1 && roundTrip.freeze == .stages(2) && !roundTrip.newHead)
+    }
+
     @Test func aLinearProbeTrainsOnlyANewClassifierOnFeaturesComputedOnce() throws {
         // The classifier alone: separable features are learnt exactly.
         var features: [Float] = [], labels: [Int32] = []
