@@ -60,25 +60,53 @@ struct Bench: ParsableCommand {
         }
         for _ in 0..<warmup { step() }
         var rates: [Double] = []
+        // Every step's duration too: the latency percentiles a server's caller sees at this batch size.
+        var stepSeconds: [Double] = []
+        stepSeconds.reserveCapacity(repeats * iterations)
         for _ in 0..<repeats {
             let start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<iterations { step() }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            var previous = start
+            for _ in 0..<iterations {
+                step()
+                let now = DispatchTime.now().uptimeNanoseconds
+                stepSeconds.append(Double(now - previous) / 1e9)
+                previous = now
+            }
+            let seconds = Double(previous - start) / 1e9
             rates.append(Double(batch * iterations) / seconds)
         }
         let median = rates.sorted()[rates.count / 2]
+        let latency = StepLatency(stepSeconds)
         let peakMiB = peakResidentMiB()
         if json {
             let out: [String: Any] = ["model": definition.name, "mode": mode, "batch_size": batch,
                                       "threads": ComputeEngine.shared.threadCount, "precision": precision.rawValue,
                                       "images_per_second": (median * 10).rounded() / 10, "peak_rss_mib": peakMiB.rounded(),
-                                      "runs": rates.map { ($0 * 10).rounded() / 10 }, "input": input.description]
+                                      "runs": rates.map { ($0 * 10).rounded() / 10 }, "input": input.description,
+                                      "step_ms_p50": latency.p50Milliseconds, "step_ms_p99": latency.p99Milliseconds, "steps_timed": stepSeconds.count]
             print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "%@ %@, batch %d, %@, %d threads: %.1f images/s (median of %d runs of %d steps: %@), peak RSS %.0f MiB",
+            print(String(format: "%@ %@, batch %d, %@, %d threads: %.1f images/s (median of %d runs of %d steps: %@), step p50 %.2f ms, p99 %.2f ms, peak RSS %.0f MiB",
                          definition.name, mode, batch, precision.rawValue, ComputeEngine.shared.threadCount, median, rates.count, iterations,
-                         rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), peakMiB))
+                         rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), latency.p50Milliseconds, latency.p99Milliseconds, peakMiB))
         }
+    }
+}
+
+/// Percentiles of step durations (nearest rank), in milliseconds rounded to 0.01.
+struct StepLatency {
+    let p50Milliseconds: Double
+    let p99Milliseconds: Double
+
+    init(_ seconds: [Double]) {
+        let sorted = seconds.sorted()
+        func percentile(_ q: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let rank = min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))
+            return (sorted[rank] * 100_000).rounded() / 100
+        }
+        p50Milliseconds = percentile(0.5)
+        p99Milliseconds = percentile(0.99)
     }
 }
 

@@ -28,6 +28,16 @@ struct TransferTests {
         return trainer
     }
 
+    /// A resnet8 trained for `iterations` steps on the tiny 3-class data: a model to start from.
+    func pretrain(in directory: URL, iterations: Int = 10) throws {
+        var request = RunRequest()
+        request.model = "resnet8"
+        request.overrides.iterations = iterations
+        request.overrides.batchSize = 16
+        request.overrides.validation = 30
+        _ = try train(request, data: tinyDataset(), in: directory).run()
+    }
+
     @Test func aNewHeadOnAFrozenBackboneLearnsOnlyTheClassifier() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("transfer-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
@@ -79,12 +89,7 @@ struct TransferTests {
     @Test func theBackboneLearningRateScaleSlowsEveryLayerButTheClassifier() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("transfer-lr-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
-        var pretrain = RunRequest()
-        pretrain.model = "resnet8"
-        pretrain.overrides.iterations = 10
-        pretrain.overrides.batchSize = 16
-        pretrain.overrides.validation = 30
-        _ = try train(pretrain, data: tinyDataset(), in: root.appendingPathComponent("pretrain")).run()
+        try pretrain(in: root.appendingPathComponent("pretrain"))
         let start = try TrainedModel(root.appendingPathComponent("pretrain").path).loaded
         let before = Dictionary(uniqueKeysWithValues: start.model.namedParameters().map { ($0.0, $0.1.values) })
 
@@ -154,12 +159,7 @@ struct TransferTests {
         // The whole probe: the starting network's features, a new 2-class head, a model file.
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("probe-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
-        var pretrain = RunRequest()
-        pretrain.model = "resnet8"
-        pretrain.overrides.iterations = 10
-        pretrain.overrides.batchSize = 16
-        pretrain.overrides.validation = 30
-        _ = try train(pretrain, data: tinyDataset(), in: root.appendingPathComponent("pretrain")).run()
+        try pretrain(in: root.appendingPathComponent("pretrain"))
         let start = try TrainedModel(root.appendingPathComponent("pretrain").path).loaded
         let outcome = try LinearProbe.probe(start, on: twoClasses(), datasetName: "folder", validationCount: 20, epochs: 5)
         #expect(outcome.model.card.classNames == ["x", "y"] && outcome.trainingImages == 280)
