@@ -62,7 +62,9 @@ extension ModelCard {
 /// }
 /// ```
 ///
-/// Not thread-safe: one classifier drives oneDNN from one thread at a time.
+/// Not thread-safe: one classifier drives oneDNN from one thread at a time. The model's
+/// parameters are taken as constant: the weights are folded and reordered for oneDNN once, at
+/// the first image; a program that changes them makes a new classifier.
 public final class Classifier {
     /// One class of an answer.
     public struct Prediction: Codable, Sendable, Equatable {
@@ -101,7 +103,7 @@ public final class Classifier {
         self.loaded = loaded
         self.maximumBatchSize = maximumBatchSize
         evaluator = Evaluator(model: loaded.model, imageShape: loaded.card.input.shape, classCount: loaded.card.classNames.count,
-                              batchSize: maximumBatchSize, whitening: loaded.whitening)
+                              batchSize: maximumBatchSize, whitening: loaded.whitening, parametersAreConstant: true)
     }
 
     /// Decodes a JPEG or PNG file with the channels the network takes (gray or RGB, converted

@@ -31,12 +31,18 @@ public final class Evaluator {
     public let statistics: BatchNormStatistics
     /// The fitted whitening when the run's normalization is ZCA.
     public let whitening: ZCAWhitening?
+    /// Whether the model's parameters are taken to never change (see ``init(model:imageShape:classCount:batchSize:statistics:whitening:parametersAreConstant:)``).
+    public let parametersAreConstant: Bool
 
     private struct Planned { let graph: Graph; let images: Tensor; let labels: LabelInput; let logits: Tensor; let loss: Tensor }
     private var graphs: [Int: Planned] = [:]
 
+    /// - Parameter parametersAreConstant: the model's parameters never change while this
+    ///   evaluator exists (a deployed model): weights are folded and reordered once, not
+    ///   compared before every batch. Training's validation leaves it false.
     public init(model: any Layer, imageShape: [Int], classCount: Int, batchSize: Int = 500, statistics: BatchNormStatistics = .running,
-                whitening: ZCAWhitening? = nil) {
+                whitening: ZCAWhitening? = nil, parametersAreConstant: Bool = false) {
+        self.parametersAreConstant = parametersAreConstant
         self.whitening = whitening
         self.model = model
         self.imageShape = imageShape
@@ -51,7 +57,7 @@ public final class Evaluator {
         model.eval()
         forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
         defer { if wasTraining { model.train() } }
-        let graph = Graph(computesGradients: false)
+        let graph = Graph(computesGradients: false, parametersAreConstant: parametersAreConstant)
         let images = graph.input([size] + imageShape)
         let labels = graph.labels(count: size)
         let logits = try model(images)

@@ -124,6 +124,12 @@ public final class Graph {
     public let sharesMemory: Bool
     /// The generator of dropout masks; reseed it for reproducible runs.
     public var generator: SeededGenerator
+    /// Inference graphs only: the parameters never change while this graph runs (a deployed
+    /// model), so what is derived from them (weights in a primitive's layout, batch norms folded
+    /// into them) is made once, at the first forward pass. Otherwise every forward pass first
+    /// compares the parameters with a copy kept of them (exact whatever wrote them, but a
+    /// second copy of the weights and a pass over both: ~100 MB for ResNet-50).
+    public let parametersAreConstant: Bool
 
     var values: [Value] = []
     var nodes: [Node] = []
@@ -163,7 +169,10 @@ public final class Graph {
     private var pinnedValues: Set<Int> = []
     private var valuePool: Buffer?
 
-    public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true) {
+    public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true,
+                parametersAreConstant: Bool = false) {
+        precondition(!(computesGradients && parametersAreConstant), "a training graph changes its parameters")
+        self.parametersAreConstant = parametersAreConstant
         self.computesGradients = computesGradients
         self.precision = precision
         self.sharesMemory = sharesMemory

@@ -36,7 +36,9 @@ struct Bench: ParsableCommand {
         } catch let e as ModelError { throw UserError(e.description) }
         if training { model.train() } else { model.eval() }
 
-        let graph = Graph(computesGradients: training, precision: precision)
+        // Inference as a deployed model runs it (the Classifier): weights never change, so they
+        // are folded and reordered once.
+        let graph = Graph(computesGradients: training, precision: precision, parametersAreConstant: !training)
         let images = graph.input([batch] + input.chw)
         let labels = graph.labels(count: batch)
         let logits = try model(images)

@@ -169,6 +169,37 @@ private func message(_ body: () throws -> Void) -> String {
         #expect(try classifier.classify(randomImages(2, height: 13, width: 21, seed: 2), top: 5).allSatisfy { $0.count == 3 })
     }
 
+    /// A classifier takes its model's parameters as constant (weights folded and reordered once);
+    /// an evaluator without that promise sees every change, as training's validation needs.
+    @Test func aClassifierDerivesItsWeightsOnceAndAnEvaluatorFollowsChanges() throws {
+        let card = smallCard()
+        let model = try card.buildModel(seed: 5)
+        model.eval()
+        let loaded = LoadedModel(url: URL(fileURLWithPath: "/m"), card: card, model: model, whitening: nil, metadata: [:])
+        let classifier = try Classifier(loaded, maximumBatchSize: 2)
+        let following = Evaluator(model: model, imageShape: card.input.shape, classCount: 3, batchSize: 2)
+        let images = randomImages(2, height: 8, width: 8, seed: 9)
+        let dataset = ImageDataset(images: images.flatMap(\.pixels), labels: [0, 0], channels: 3, height: 8, width: 8,
+                                   classNames: card.classNames)
+        func evaluated() throws -> [[Float]] {
+            var p = [[Float]](repeating: [], count: 2)
+            _ = try following.evaluate(dataset, normalization: card.preprocessing.normalization, onPrediction: { p[$0] = Array($1) })
+            return p
+        }
+        let before = try classifier.probabilities(images)
+        let evaluatedBefore = try evaluated()
+        for (p, q) in zip(before, evaluatedBefore) { for (a, b) in zip(p, q) { #expect(abs(a - b) < 1e-5) } }
+        // Scale the first convolution's weights: the evaluator's answer moves, the classifier's does not.
+        let first = try #require(model.namedParameters().first { $0.1.shape.count == 4 }?.1)
+        try first.setValues(first.values.map { $0 * 3 })
+        #expect(try classifier.probabilities(images) == before)
+        let evaluatedAfter = try evaluated()
+        #expect(zip(evaluatedAfter, evaluatedBefore).contains { zip($0, $1).contains { abs($0 - $1) > 1e-4 } })
+        // A new classifier sees the new weights.
+        let renewed = try Classifier(loaded, maximumBatchSize: 2).probabilities(images)
+        for (p, q) in zip(renewed, evaluatedAfter) { for (a, b) in zip(p, q) { #expect(abs(a - b) < 1e-5) } }
+    }
+
     @Test func aZCAModelStoresItsWhiteningAndClassifiesWithIt() throws {
         let dir = try scratchDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

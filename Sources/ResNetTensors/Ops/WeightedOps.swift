@@ -84,6 +84,9 @@ class WeightedNode: Node {
     /// Inference only: the parameters the derived weights were made from, to redo them only
     /// when those change (training graphs update weights every step and always redo them).
     private var derivedFrom: ParameterSnapshot?
+    /// Inference with constant parameters: whether the derived weights have been made.
+    private var derivedOnce = false
+    private var derivesOnce = false
     private(set) var runBackwardData: BoundPrimitive?
     private var reorderWeightsBackward: BoundPrimitive?
     private var dataSink: GradientSink?
@@ -172,7 +175,9 @@ class WeightedNode: Node {
         }
         var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.weights, forwardWeights),
                                            (Arg.dst, try graph.memory(outputs[0]))]
-        if !training {
+        if !training && graph.parametersAreConstant {
+            derivesOnce = true
+        } else if !training {
             let norm = foldedNorm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []
             derivedFrom = ParameterSnapshot(parameters + norm)
             graph.account(bytes: derivedFrom!.byteCount)
@@ -223,9 +228,11 @@ class WeightedNode: Node {
     }
 
     override func forward(_ graph: Graph) {
-        if derivedFrom?.changed() ?? true {
+        let derive = derivesOnce ? !derivedOnce : (derivedFrom?.changed() ?? true)
+        if derive {
             if let norm = foldedNorm { foldNorm(norm) }
             reorderWeightsForward?.execute()
+            derivedOnce = true
         }
         runForward.execute()
     }
