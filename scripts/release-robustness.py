@@ -14,6 +14,11 @@ Family 6 kills training runs with SIGKILL at random moments (checkpoint writes i
 resumes them until they finish, and checks that their weights and optimizer buffers are bitwise
 those of an uninterrupted run and that no temporary file is left behind.
 
+Family 7 exports the fixture model in every format (`resnet export --format
+safetensors|onnx|torchvision`, `--raw`) and drives the exporter through bad options, bad models
+and models without a PyTorch counterpart: a valid export must write exactly its file; a refused
+one must leave nothing in the output folder (neither the file nor a temporary).
+
 A signal, a hang (per-case timeout), any other exit code, or exit 0 with garbage is a failure.
 
 Usage:
@@ -1214,7 +1219,7 @@ def main():
                     help="address-space limit per run through prlimit, 0 for none (default 8)")
     ap.add_argument("--accept-usage-errors", action="store_true",
                     help="accept ArgumentParser's exit 64 with one Error: line followed by usage text")
-    ap.add_argument("--family", action="append", help="only these families (0..6); repeatable")
+    ap.add_argument("--family", action="append", help="only these families (0..7); repeatable")
     ap.add_argument("--kill-trials", type=int, default=8, help="runs killed and resumed in family 6 (default 8)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--verbose", action="store_true", help="print every case")
@@ -1231,6 +1236,76 @@ def main():
             print("work directory kept: %s" % work)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def export_cases(h):
+    """Family 7: `resnet export` in every format. A valid export exits 0 and leaves exactly its
+    file in the (otherwise empty) output folder; a refused one exits 1 with one `Error:` line and
+    leaves the folder empty: no file, no temporary. Returns (passed, failures)."""
+    folder = os.path.join(h.work, "exports")
+    model, run_dir = h.model, h.run
+    # The fixture is resnet8 with option A, which has no shortcut tensors: under the name plain8
+    # it is a valid model of a network with no PyTorch counterpart.
+    data, n, header = read_safetensors(model)
+    card = json.loads(header["__metadata__"]["resnet.model"])
+    card["architecture"]["name"] = "plain8"
+    header["__metadata__"]["resnet.model"] = json.dumps(card)
+    plain = os.path.join(h.work, "plain8.safetensors")
+    write_safetensors(plain, header, data[8 + n:])
+    truncated = os.path.join(h.work, "truncated.safetensors")
+    write_bytes(truncated, data[:len(data) // 2])
+
+    def out(name):
+        return os.path.join(folder, name)
+
+    cases = [  # (argv, file that must be written, or None: must be refused)
+        (["export", model, "--out", out("m.safetensors")], "m.safetensors"),
+        (["export", run_dir, "--format", "onnx", "--out", out("m.onnx")], "m.onnx"),
+        (["export", model, "--out", out("m.onnx")], "m.onnx"),
+        (["export", model, "--format", "onnx", "--raw", "--out", out("raw.onnx")], "raw.onnx"),
+        (["export", model, "--format", "torchvision", "--out", out("t.safetensors")], "t.safetensors"),
+        (["export", model, "--format", "torchvision", "--option-a-padding", "end", "--out", out("t.safetensors")], "t.safetensors"),
+        (["export", plain, "--format", "onnx", "--out", out("plain.onnx")], "plain.onnx"),
+        (["export", plain, "--format", "torchvision", "--out", out("t.safetensors")], None),
+        (["export", truncated, "--format", "onnx", "--out", out("m.onnx")], None),
+        (["export", truncated, "--format", "torchvision", "--out", out("t.safetensors")], None),
+        (["export", model, "--format", "onnx", "--out", out("m.safetensors")], None),
+        (["export", model, "--format", "torchvision", "--out", out("m.onnx")], None),
+        (["export", model, "--raw", "--out", out("m.safetensors")], None),
+        (["export", model, "--format", "onnx", "--option-a-padding", "end", "--out", out("m.onnx")], None),
+        (["export", model, "--format", "torchvision", "--option-a-padding", "middle", "--out", out("t.safetensors")], None),
+        (["export", model, "--format", "keras", "--out", out("m.keras")], None),
+        (["export", model, "--format", "onnx", "--out", out("missing/m.onnx")], None),
+        (["export", model, "--format", "onnx", "--out", out("dir.onnx")], None),  # a directory of that name exists
+        (["export", model, "--format", "onnx", "--out", "/dev/null/m.onnx"], None),
+        (["export", os.path.join(h.work, "nope.safetensors"), "--format", "onnx", "--out", out("m.onnx")], None),
+        (["export", "/dev/zero", "--format", "torchvision", "--out", out("t.safetensors")], None),
+    ]
+    passed, failures = 0, []
+    for argv, written in cases:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        if "dir.onnx" in argv[-1]:
+            os.makedirs(out("dir.onnx"))
+        rc, stdout, stderr = h.run_raw(argv, timeout=h.args.timeout * 3)
+        left = sorted(f for f in os.listdir(folder) if f != "dir.onnx") + sorted(os.listdir(out("dir.onnx")) if os.path.isdir(out("dir.onnx")) else [])
+        errors = [l for l in stderr.splitlines() if l.startswith("Error:")]
+        name = shell_quote(argv)
+        if written:
+            if rc != 0:
+                failures.append("%s: valid export refused (exit %d): %s" % (name, rc, last_line(stderr)))
+            elif left != [written] or os.path.getsize(out(written)) == 0:
+                failures.append("%s: the folder holds %s, not just %s" % (name, left, written))
+            else:
+                passed += 1
+        elif rc != 1 or len(errors) != 1 or not last_line(stderr).startswith("Error:"):
+            failures.append("%s: exit %d with %d Error: lines (must be 1 and 1): %s" % (name, rc, len(errors), last_line(stderr)))
+        elif left:
+            failures.append("%s: refused, but left %s behind" % (name, left))
+        else:
+            passed += 1
+    print("export: %d cases, %d passed" % (len(cases), passed), flush=True)
+    return passed, failures
 
 
 def tensor_bytes(path):
@@ -1305,7 +1380,7 @@ def run(args, work, started):
         print("0 passed, 1 failed")
         return 1
     n = max(args.cases, 100)
-    families = set(args.family or ["0", "1", "2", "3", "4", "5", "6"])
+    families = set(args.family or ["0", "1", "2", "3", "4", "5", "6", "7"])
     if "0" in families:
         h.baselines()
     if "1" in families:
@@ -1347,6 +1422,12 @@ def run(args, work, started):
         failed += len(problems)
         for problem in problems:
             print("FAIL [6-kill-resume] %s" % problem, flush=True)
+    if "7" in families:
+        ok, problems = export_cases(h)
+        passed += ok
+        failed += len(problems)
+        for problem in problems:
+            print("FAIL [7-export] %s" % problem, flush=True)
     print("time: %.0fs" % (time.monotonic() - started))
     summary = "%d passed, %d failed" % (passed, failed)
     if skipped:

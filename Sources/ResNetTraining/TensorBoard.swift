@@ -1,8 +1,9 @@
 import Foundation
+import ResNetInference
 
 /// Writes TensorBoard event files (scalars), so that `tensorboard --logdir RUN_DIR` shows the
 /// curves: TFRecord framing (length, masked CRC-32C, payload, masked CRC-32C) around `Event`
-/// protocol buffers, encoded by hand (no protobuf dependency).
+/// protocol buffers, encoded by hand (``Protobuf`` of ResNetInference; no protobuf dependency).
 public final class TensorBoardWriter {
     public let url: URL
     private let handle: FileHandle
@@ -49,21 +50,6 @@ public final class TensorBoardWriter {
         record += withUnsafeBytes(of: maskedCRC32C(payload).littleEndian, Array.init)
         handle.write(Data(record))
     }
-}
-
-/// The few protocol-buffer encodings an `Event` needs.
-struct Protobuf {
-    var data: [UInt8] = []
-    mutating func key(_ field: Int, _ wire: Int) { varintRaw(UInt64(field << 3 | wire)) }
-    mutating func varintRaw(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 { data.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
-        data.append(UInt8(v))
-    }
-    mutating func varint(_ field: Int, _ value: UInt64) { key(field, 0); varintRaw(value) }
-    mutating func double(_ field: Int, _ value: Double) { key(field, 1); data += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) }
-    mutating func float(_ field: Int, _ value: Float) { key(field, 5); data += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) }
-    mutating func bytes(_ field: Int, _ value: [UInt8]) { key(field, 2); varintRaw(UInt64(value.count)); data += value }
 }
 
 /// CRC-32C (Castagnoli), masked as TFRecord does.
