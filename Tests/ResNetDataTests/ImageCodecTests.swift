@@ -254,9 +254,15 @@ struct ImageCodecTests {
         return PlanarImage(pixels: pixels, channels: 1, height: height, width: width)
     }
 
-    /// `Image.resize((w, h), Image.BILINEAR)` of `pattern` in Pillow 9.4: (input HxW, output HxW, pixels).
+    /// `Image.resize((w, h), Image.BILINEAR)` of `pattern` in Pillow 13.0.0 (PyPI, what torchvision
+    /// users get): (input HxW, output HxW, pixels). 7x5 -> 2x3, 20x6 -> 4x5 and 15x9 -> 4x8 run the
+    /// vertical pass first (the height shrinks by more than twice as many pixels as the width);
+    /// Pillow 9.4 ran the horizontal pass first and gave 102, not 103, for 7x5 -> 2x3's fourth pixel.
     static let pillowResizes: [((Int, Int), (Int, Int), [UInt8])] = [
-        ((7, 5), (2, 3), [47, 142, 180, 102, 183, 130]),
+        ((7, 5), (2, 3), [47, 142, 180, 103, 183, 130]),
+        ((20, 6), (4, 5), [45, 130, 176, 165, 109, 97, 176, 144, 98, 77, 134, 132, 79, 73, 116, 170, 111, 94, 125, 167]),
+        ((15, 9), (4, 8), [30, 105, 164, 182, 131, 108, 45, 82, 73, 173, 176, 133, 91, 72, 62, 154, 109, 171, 133, 65, 82, 120, 111, 162,
+                           132, 113, 84, 62, 106, 130, 138, 121]),
         ((7, 5), (9, 14), [0, 1, 15, 28, 41, 54, 67, 81, 94, 107, 120, 133, 147, 148, 7, 9, 27, 45, 63, 81, 99, 117, 135, 153, 171, 189, 207, 209,
                            16, 18, 41, 66, 89, 112, 136, 159, 183, 207, 214, 216, 217, 217, 24, 27, 56, 86, 114, 144, 173, 196, 214, 233, 216, 187,
                            156, 153, 33, 36, 71, 106, 140, 175, 210, 219, 204, 189, 144, 87, 31, 25, 42, 45, 86, 126, 155, 156, 157, 172, 202, 230,
