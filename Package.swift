@@ -26,6 +26,7 @@ let package = Package(
     products: [
         .library(name: "SwiftResNet", targets: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",
+            "ResNetDistributed",
         ]),
         .executable(name: "resnet", targets: ["resnet"]),
     ],
@@ -40,6 +41,8 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK"),
+        // Open MPI types only: libmpi is loaded with dlopen when run under mpirun (ResNetDistributed).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI"),
 
         // engine -> tensors and gradients -> layers -> models / optimizers / data -> inference -> training -> command line
         .target(name: "ResNetEngine", dependencies: ["CDNNL"], swiftSettings: hotSettings),
@@ -56,8 +59,13 @@ let package = Package(
             "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hotSettings),
+        // Data-parallel training over Open MPI (issue 17).
+        .target(name: "ResNetDistributed", dependencies: [
+            "CMPI", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetData", "ResNetTraining",
+        ], swiftSettings: hotSettings),
         .executableTarget(name: "resnet", dependencies: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",
+            "ResNetDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hotSettings),
@@ -78,6 +86,7 @@ let package = Package(
         .testTarget(name: "ResNetInferenceTests", dependencies: [
             "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers",
         ], exclude: ["Fixtures"]),
+        .testTarget(name: "ResNetDistributedTests", dependencies: ["ResNetDistributed", "ResNetTraining", "ResNetModels", "ResNetData", "ResNetInference"]),
         .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),
     ],
     swiftLanguageModes: [.v6]

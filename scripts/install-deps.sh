@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what SwiftResNet needs on Debian/Ubuntu (idempotent): oneDNN, zlib, libjpeg-turbo (TurboJPEG API),
-# libpng, LAPACK (OpenBLAS: ZCA whitening fits in seconds instead of minutes), and the Fashion-MNIST data set the demo and tests use. Swift itself must already be installed.
+# libpng, LAPACK (OpenBLAS: ZCA whitening fits in seconds instead of minutes), the Fashion-MNIST data set the demo and tests use,
+# and Open MPI (data-parallel training under mpirun; loaded only when used) with iproute2 (benchmarks/mpi-netns). Swift itself must already be installed.
 set -euo pipefail
-packages=(libdnnl-dev zlib1g-dev libturbojpeg0-dev libpng-dev liblapack-dev libopenblas-dev dataset-fashion-mnist)
+packages=(libdnnl-dev zlib1g-dev libturbojpeg0-dev libpng-dev liblapack-dev libopenblas-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,11 +34,25 @@ public final class BatchLoader: @unchecked Sendable {
     public let seed: UInt64
     /// Batches prepared ahead of the consumer.
     public let prefetch: Int
+    /// Data-parallel training: this process's part of every batch. Batch `b` of an epoch is the
+    /// same `batchSize` images as without sharding, and part `index` of `count` is its
+    /// contiguous images `index * batchSize / count ..< (index + 1) * batchSize / count`, each
+    /// augmented exactly as in one process (the generator is seeded by the image, not the slot).
+    public let shard: (index: Int, count: Int)
+    /// Images in every batch this loader hands out: `batchSize / shard.count`.
+    public var imagesPerBatch: Int { batchSize / shard.count }
 
     public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool, dropLast: Bool,
                 augmentations: [Augmentation] = [], normalization: Normalization = .none,
-                whitening: ZCAWhitening? = nil, seed: UInt64 = 0, prefetch: Int = 3) throws {
+                whitening: ZCAWhitening? = nil, seed: UInt64 = 0, prefetch: Int = 3,
+                shard: (index: Int, count: Int) = (0, 1)) throws {
         guard batchSize > 0 else { throw DataOptionError("batch size must be positive, got \(batchSize)") }
+        guard shard.count >= 1, (0..<shard.count).contains(shard.index) else {
+            throw DataOptionError("shard \(shard.index) of \(shard.count) does not exist")
+        }
+        guard shard.count == 1 || (dropLast && batchSize % shard.count == 0) else {
+            throw DataOptionError("a batch of \(batchSize) images cannot be split into \(shard.count) equal parts")
+        }
         guard dataset.count >= (dropLast ? batchSize : 1) else {
             throw DataOptionError("\(dataset.count) images cannot fill a batch of \(batchSize)")
         }
@@ -60,6 +74,7 @@ public final class BatchLoader: @unchecked Sendable {
         self.whitening = whitening
         self.seed = seed
         self.prefetch = max(1, prefetch)
+        self.shard = shard
     }
 
     /// Batches per epoch.
@@ -94,8 +109,12 @@ public final class BatchLoader: @unchecked Sendable {
 
     /// Prepares batch `number` of an epoch into `slot`. Used by the background thread and by tests.
     func fill(_ slot: Slot, number: Int, order: [Int], epoch: Int) {
-        let start = number * batchSize
-        let count = min(batchSize, dataset.count - start)
+        var start = number * batchSize
+        var count = min(batchSize, dataset.count - start)
+        if shard.count > 1 {   // full batches only (dropLast): every part has the same size
+            count = batchSize / shard.count
+            start += shard.index * count
+        }
         let perImage = dataset.elementsPerImage
         slot.count = count
         slot.number = number

@@ -45,7 +45,7 @@ public final class ValidationCallback: TrainingCallback {
 
     public func stepDidEnd(_ trainer: Trainer, _ result: TrainingStep.Result, epochStart: Date) throws {
         guard let rule = trainer.recipe.earlyStopping, let every = rule.everyBatches, trainer.state.step % every == 0 else { return }
-        let evaluation = try evaluator.evaluate(validation, normalization: trainer.configuration.normalization)
+        let evaluation = try trainer.evaluate(evaluator, validation)
         try trainer.noteValidation(evaluation, record: nil)
         trainer.log(String(format: "  validation at step %d (epoch %d): loss %.4f  acc %.2f%%%@", trainer.state.step, trainer.state.epoch + 1,
                            evaluation.loss, 100 * evaluation.top1, trainer.state.validations?.last?.best == true ? "  (best: best.safetensors)" : ""))
@@ -55,7 +55,7 @@ public final class ValidationCallback: TrainingCallback {
     }
 
     public func epochWillEnd(_ trainer: Trainer, _ record: inout EpochRecord) throws {
-        let evaluation = try evaluator.evaluate(validation, normalization: trainer.configuration.normalization)
+        let evaluation = try trainer.evaluate(evaluator, validation)
         record.validationLoss = evaluation.loss
         record.validationAccuracy = evaluation.top1
         try trainer.noteValidation(evaluation, record: record)
@@ -83,7 +83,7 @@ public final class TestMonitorCallback: TrainingCallback {
     }
 
     public func epochWillEnd(_ trainer: Trainer, _ record: inout EpochRecord) throws {
-        let evaluation = try evaluator.evaluate(test, normalization: trainer.configuration.normalization)
+        let evaluation = try trainer.evaluate(evaluator, test)
         record.testLoss = evaluation.loss
         record.testAccuracy = evaluation.top1
     }

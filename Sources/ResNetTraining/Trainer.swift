@@ -182,6 +182,11 @@ public final class Trainer {
         public let schedule: LearningRateSchedule
     }
     public private(set) var plan: Plan?
+    /// A data-parallel run's interruption, once all ranks know of it (after the same step).
+    private var agreedInterruption = false
+    /// Whether the run stops for an interruption: this process's signal, or in a data-parallel
+    /// run the ranks' agreement, so that all stop after the same step.
+    private var interrupted: Bool { group == nil ? interruption.isSet : agreedInterruption }
 
     let training: ImageDataset
     let validation: ImageDataset?
@@ -193,16 +198,54 @@ public final class Trainer {
     let optimizer: any Optimizer
     private let parameters: [Parameter]
     var recipe: Recipe { configuration.recipe }
+    /// The processes of a data-parallel run (`nil`: this one alone). Each trains on its shard of
+    /// every global batch of ``Recipe/batchSize`` images; rank 0 alone writes files.
+    public let group: (any DataParallelGroup)?
+    /// Each process's part of a batch is trained as this many micro-batches (``TrainingStep/microBatches``).
+    public let microBatches: Int
+    /// Data-parallel runs: batch norm normalizes with the statistics of the global batch (the
+    /// group must be a ``BatchNormSynchronizer``). Without a group it changes nothing.
+    public let synchronizesBatchNorm: Bool
+    /// Whether this process writes the run's files: rank 0, or the only process.
+    public var isPrimary: Bool { (group?.rank ?? 0) == 0 }
 
     /// - Parameters:
     ///   - training, validation: the split (the validation part may be empty: no model selection).
     ///   - test: the test split, evaluated at each epoch's end only when the configuration
     ///     ``RunConfiguration/monitorsTest``; logged, never used for any decision.
     ///   - resume: continue the run in `runDirectory` instead of starting one.
+    ///   - group: a data-parallel run's processes; every rank must pass the same configuration
+    ///     (checked against rank 0's). Rank 0 alone reads and writes the run directory; a
+    ///     resume hands its checkpoint to the others.
+    ///   - microBatches: train each process's part of a batch in this many micro-batches.
     public init(configuration: RunConfiguration, training: ImageDataset, validation: ImageDataset?,
-                test: ImageDataset? = nil, runDirectory: URL, resume: Bool) throws {
+                test: ImageDataset? = nil, runDirectory: URL, resume: Bool,
+                group: (any DataParallelGroup)? = nil, microBatches: Int = 1, synchronizesBatchNorm: Bool = false) throws {
         self.configuration = try configuration.validated()
         self.runDirectory = runDirectory
+        self.group = group?.size ?? 1 > 1 ? group : nil
+        self.microBatches = microBatches
+        self.synchronizesBatchNorm = synchronizesBatchNorm
+        let processes = self.group?.size ?? 1, batch = configuration.recipe.batchSize
+        // The ranks' configurations are compared first; the checks after it then fail alike on
+        // every rank, and rank 0 alone says so.
+        if let group = self.group { try Self.checkSameConfiguration(configuration, group: group) }
+        let quiet = (self.group?.rank ?? 0) != 0
+        func refuse(_ message: String) -> any Error { quiet ? PeerFailure() : TrainingError.invalidOption(message) }
+        guard microBatches >= 1 else { throw refuse("\(microBatches) micro-batches (at least 1)") }
+        guard processes <= batch else {
+            throw refuse("\(processes) processes for a global batch of \(batch) images: every process needs at least one image of each batch (use at most \(batch) ranks or a larger --batch-size)")
+        }
+        guard batch % (processes * microBatches) == 0 else {
+            throw refuse(processes > 1
+                ? "the global batch of \(batch) images cannot be split evenly over \(processes) processes\(microBatches > 1 ? " x \(microBatches) micro-batches" : ""): use a batch size that is a multiple of \(processes * microBatches)"
+                : "a batch of \(batch) images cannot be split into \(microBatches) equal micro-batches")
+        }
+        if synchronizesBatchNorm, self.group != nil {
+            guard self.group is any BatchNormSynchronizer else { throw refuse("this process group cannot synchronize batch norm") }
+            guard microBatches == 1 else { throw refuse("synchronized batch norm works on whole shards: use --micro-batches 1") }
+            guard (configuration.precision ?? .fp32) == .fp32 else { throw refuse("synchronized batch norm needs fp32 training: add --precision fp32") }
+        }
         self.training = training
         self.validation = validation?.count == 0 ? nil : validation
         if configuration.monitorsTest == true {
@@ -241,30 +284,50 @@ public final class Trainer {
         optimizer.register(parameters)
         let files = FileManager.default
         let last = runDirectory.appendingPathComponent("last.safetensors")
-        for name in removeStaleTemporaryFiles(in: runDirectory) { log("removed \(name), left by an interrupted checkpoint write") }
-        if resume {
-            guard files.fileExists(atPath: last.path) else {
-                throw TrainingError.checkpoint("\(runDirectory.path): no run to resume (no last.safetensors)")
-            }
-            let saved = try Self.loadConfiguration(runDirectory)
-            guard saved == configuration else {
-                throw TrainingError.checkpoint("\(runDirectory.path): the run was made with other settings (model, data or recipe); resume without changing them")
-            }
-            try restore(from: last)
-        } else {
-            if files.fileExists(atPath: last.path) {
-                throw TrainingError.checkpoint("\(runDirectory.path) already holds a run: pass --resume to continue it or choose another --run-dir")
-            }
-            do { try files.createDirectory(at: runDirectory, withIntermediateDirectories: true) } catch {
-                throw TrainingError.checkpoint("\(runDirectory.path): cannot create the run directory (\(error.localizedDescription))")
-            }
-            guard files.isWritableFile(atPath: runDirectory.path) else {
-                throw TrainingError.checkpoint("\(runDirectory.path): the run directory is not writable")
-            }
+        if let group = self.group, group.rank != 0 {
+            // Rank 0 checks and owns the directory; a resume's checkpoint comes from it.
             state.plateau = recipe.plateau
             state.earlyStopping = recipe.earlyStopping.map { EarlyStopping(patience: $0.patience, minimumDelta: $0.minimumDelta, maximize: true) }
             state.validations = []
-            try writeAtomically(try Self.encoder.encode(configuration), to: runDirectory.appendingPathComponent("config.json"))
+            if resume {
+                let bytes = try group.broadcast([])
+                try restore(try SafeTensors.decode(Data(bytes), path: last.path), path: last.path)
+            }
+        } else {
+            for name in removeStaleTemporaryFiles(in: runDirectory) { log("removed \(name), left by an interrupted checkpoint write") }
+            if resume {
+                guard files.fileExists(atPath: last.path) else {
+                    throw TrainingError.checkpoint("\(runDirectory.path): no run to resume (no last.safetensors)")
+                }
+                let saved = try Self.loadConfiguration(runDirectory)
+                guard saved == configuration else {
+                    throw TrainingError.checkpoint("\(runDirectory.path): the run was made with other settings (model, data or recipe); resume without changing them")
+                }
+                if let group = self.group {
+                    let bytes: Data
+                    do { bytes = try Data(contentsOf: last) } catch {
+                        throw TrainingError.checkpoint("\(last.path): unreadable (\(error.localizedDescription))")
+                    }
+                    _ = try group.broadcast([UInt8](bytes))
+                    try restore(try SafeTensors.decode(bytes, path: last.path), path: last.path)
+                } else {
+                    try restore(from: last)
+                }
+            } else {
+                if files.fileExists(atPath: last.path) {
+                    throw TrainingError.checkpoint("\(runDirectory.path) already holds a run: pass --resume to continue it or choose another --run-dir")
+                }
+                do { try files.createDirectory(at: runDirectory, withIntermediateDirectories: true) } catch {
+                    throw TrainingError.checkpoint("\(runDirectory.path): cannot create the run directory (\(error.localizedDescription))")
+                }
+                guard files.isWritableFile(atPath: runDirectory.path) else {
+                    throw TrainingError.checkpoint("\(runDirectory.path): the run directory is not writable")
+                }
+                state.plateau = recipe.plateau
+                state.earlyStopping = recipe.earlyStopping.map { EarlyStopping(patience: $0.patience, minimumDelta: $0.minimumDelta, maximize: true) }
+                state.validations = []
+                try writeAtomically(try Self.encoder.encode(configuration), to: runDirectory.appendingPathComponent("config.json"))
+            }
         }
         if let validation {
             callbacks.append(ValidationCallback(evaluator: Evaluator(model: model, imageShape: configuration.imageShape,
@@ -278,6 +341,7 @@ public final class Trainer {
                                                                       batchSize: evaluationBatchSize, whitening: whitening),
                                                  test: monitoredTest))
         }
+        guard isPrimary else { return }
         callbacks.append(MetricsFilesCallback())
         if let board = try? TensorBoardWriter(directory: runDirectory.appendingPathComponent("tensorboard")) {
             callbacks.append(TensorBoardCallback(writer: board))
@@ -322,6 +386,7 @@ public final class Trainer {
     // MARK: - Checkpoints
 
     func saveLast() throws {
+        guard isPrimary else { return }
         var tensors: [String: SafeTensors.Tensor] = [:]
         for (key, values) in optimizer.stateDictionary() {
             tensors["optimizer/" + key] = SafeTensors.Tensor(shape: [values.count], values: values)
@@ -335,6 +400,7 @@ public final class Trainer {
 
     /// Writes `best.safetensors`: the model now, with the validation that made it best.
     func saveBest(_ record: EpochRecord) throws {
+        guard isPrimary else { return }
         let metadata = ["resnet.config": String(decoding: try Self.encoder.encode(configuration), as: UTF8.self),
                         "resnet.metrics": String(decoding: try Self.encoder.encode(record), as: UTF8.self)]
         var metrics: [String: Double] = [:]
@@ -346,25 +412,29 @@ public final class Trainer {
     }
 
     private func restore(from url: URL) throws {
-        let (tensors, metadata) = try SafeTensors.read(url)
-        try loadWeights(tensors, into: model, path: url.path)
-        guard let json = metadata["resnet.state"] else { throw TrainingError.checkpoint("\(url.path): no run state in the metadata") }
+        try restore(try SafeTensors.read(url), path: url.path)
+    }
+
+    private func restore(_ file: (tensors: [String: SafeTensors.Tensor], metadata: [String: String]), path: String) throws {
+        let (tensors, metadata) = file
+        try loadWeights(tensors, into: model, path: path)
+        guard let json = metadata["resnet.state"] else { throw TrainingError.checkpoint("\(path): no run state in the metadata") }
         let restored: RunState
         do { restored = try Self.decoder.decode(RunState.self, from: Data(json.utf8)) } catch let error as DecodingError {
-            throw TrainingError.checkpoint("\(url.path): unreadable run state (\(error.summary))")
+            throw TrainingError.checkpoint("\(path): unreadable run state (\(error.summary))")
         }
         let steps = configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)
         let perEpoch = max(1, configuration.trainingCount / configuration.recipe.batchSize)
         do { state = try restored.validated(totalSteps: steps, stepsPerEpoch: perEpoch, recipe: configuration.recipe) } catch let error as TrainingError {
-            throw TrainingError.checkpoint("\(url.path): \(error.description)")
+            throw TrainingError.checkpoint("\(path): \(error.description)")
         }
         var optimizerState: [String: [Float]] = [:]
         for (key, t) in tensors where key.hasPrefix("optimizer/") { optimizerState[String(key.dropFirst(10))] = t.values }
         if let bad = optimizerState.first(where: { $0.value.contains { !$0.isFinite } }) {
-            throw TrainingError.checkpoint("\(url.path): optimizer buffer '\(bad.key)' is not finite")
+            throw TrainingError.checkpoint("\(path): optimizer buffer '\(bad.key)' is not finite")
         }
         do { try optimizer.loadStateDictionary(optimizerState) } catch {
-            throw TrainingError.checkpoint("\(url.path): optimizer state: \(error)")
+            throw TrainingError.checkpoint("\(path): optimizer state: \(error)")
         }
         // After the first step every trainable parameter has its buffers: one missing would be
         // reset to zero in silence.
@@ -372,7 +442,7 @@ public final class Trainer {
             let saved = Set(optimizer.stateDictionary().keys)
             let uncovered = model.namedParameters().filter { name, p in p.isTrainable && !saved.contains { $0.hasPrefix(name + ".") } }
             guard saved == Set(optimizerState.keys), uncovered.isEmpty else {
-                throw TrainingError.checkpoint("\(url.path): the optimizer state does not cover every trainable parameter; the checkpoint was edited or is from another run")
+                throw TrainingError.checkpoint("\(path): the optimizer state does not cover every trainable parameter; the checkpoint was edited or is from another run")
             }
         }
     }
@@ -400,17 +470,22 @@ public final class Trainer {
     public func run() throws -> Outcome {
         if state.finished { log("the run has already finished (\(state.stopReason ?? "done"))"); return Outcome(state: state, interrupted: false) }
         let batchSize = recipe.batchSize
+        let rank = group?.rank ?? 0, processes = group?.size ?? 1
         let loader = try BatchLoader(dataset: training, batchSize: batchSize, shuffle: true, dropLast: true,
                                      augmentations: recipe.augmentations, normalization: configuration.normalization,
-                                     whitening: whitening, seed: configuration.seed)
+                                     whitening: whitening, seed: configuration.seed, shard: (rank, processes))
         let totalSteps = recipe.totalIterations(trainingCount: training.count)
         let plan = Plan(stepsPerEpoch: loader.batchesPerEpoch, totalSteps: totalSteps, schedule: recipe.schedule.resolvingLength(totalSteps))
         self.plan = plan
+        // Each rank draws its own dropout masks (rank 0 those of a single process).
         let step = try TrainingStep(model: model, optimizer: optimizer, imageShape: configuration.imageShape,
-                                    classCount: configuration.classNames.count, batchSize: batchSize,
+                                    classCount: configuration.classNames.count, batchSize: loader.imagesPerBatch,
                                     labelSmoothing: recipe.labelSmoothing, precision: configuration.precision ?? .fp32,
-                                    seed: configuration.seed &+ 17)
+                                    seed: configuration.seed &+ 17 &+ UInt64(rank) &* 0x9E37_79B9_7F4A_7C15,
+                                    microBatches: microBatches, group: group,
+                                    batchNormSynchronizer: synchronizesBatchNorm ? group as? any BatchNormSynchronizer : nil)
         step.gradientHook = gradientHook
+        step.localStopRequest = { [interruption] in interruption.isSet }
         if state.dropoutState.count == 4 { step.dropoutState = state.dropoutState }
         if state.validations == nil { state.validations = Self.validations(from: state.history) }
         for callback in callbacks { try callback.runWillStart(self) }
@@ -427,16 +502,17 @@ public final class Trainer {
                     state.stopReason = "loss became \(error.value) at step \(state.step + 1) (learning rate \(rate))"
                     throw TrainingError.diverged("training diverged: \(state.stopReason!); the last good checkpoint is \(runDirectory.appendingPathComponent("last.safetensors").path)")
                 }
+                if result.stopRequested { agreedInterruption = true }
                 state.step += 1
                 state.batchInEpoch += 1
                 state.partialLoss += Double(result.loss) * Double(batchSize)
                 state.partialCorrect += result.correct
                 state.partialSeen += batchSize
                 for callback in callbacks { try callback.stepDidEnd(self, result, epochStart: epochStart) }
-                if state.stopReason != nil || interruption.isSet { break }
+                if state.stopReason != nil || interrupted { break }
             }
             let epochSeconds = state.partialSeconds - epochStart.timeIntervalSinceNow
-            if interruption.isSet && state.batchInEpoch < plan.stepsPerEpoch && state.step < totalSteps {
+            if interrupted && state.batchInEpoch < plan.stepsPerEpoch && state.step < totalSteps {
                 state.partialSeconds = epochSeconds
                 state.dropoutState = step.dropoutState
                 try saveLast()
@@ -463,7 +539,7 @@ public final class Trainer {
             for callback in callbacks { try callback.epochDidEnd(self, record) }
             log(describe(record, epochs: plan.epochs))
             if state.finished { break }
-            if interruption.isSet {
+            if interrupted {
                 log("interrupted after epoch \(state.epoch): checkpoint written; continue with --resume")
                 return try end(interrupted: true)
             }

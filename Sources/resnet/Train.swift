@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import ResNetData
+import ResNetDistributed
 import ResNetInference
 import ResNetEngine
 import ResNetModels
@@ -104,6 +105,12 @@ struct Train: ParsableCommand {
     var skipTest = false
     @Flag(help: "Evaluate the test split at every epoch's end and log it (test_loss, test_accuracy in metrics.csv), as the paper's Fig. 6 plots test error during training. Never used to choose the checkpoint, reduce the rate or stop.")
     var monitorTest = false
+    @Option(help: "Train each batch as K equal micro-batches (batch-norm statistics per micro-batch, gradients averaged): less memory for the same batch, and a single process's equivalent of K ranks without synchronized batch norm. Not part of the run's configuration, like the rank count.")
+    var microBatches: Int = 1
+    @Flag(name: .customLong("sync-bn"), help: "Under mpirun: batch norm normalizes with the statistics of the whole global batch (sums all-reduced in forward and backward; fp32 only) instead of each rank's shard. Accepted and without effect in one process.")
+    var syncBatchNorm = false
+    @Option(help: "Under mpirun: seconds a rank waits for the others at a collective before the job ends with an error (a rank died or hangs).")
+    var mpiTimeout: Double = 300
     @Flag(help: "List the recipes and exit.") var listRecipes = false
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var engine: EngineOptions
@@ -113,12 +120,29 @@ struct Train: ParsableCommand {
             for r in Recipe.presets { print("\(r.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(r.about)") }
             return
         }
+        var group: MPICommunicator?
+        if MPICommunicator.isLaunchedByMPI {
+            guard mpiTimeout.isFinite, mpiTimeout >= 1 else { throw UserError("--mpi-timeout must be at least 1 second, got \(mpiTimeout)") }
+            do { group = try MPICommunicator(timeout: mpiTimeout) } catch let error as DistributedError { throw UserError(error.description) }
+            sayIsSilent = group!.rank != 0
+            // One rank per core by default: the cores of this host shared among its ranks.
+            let environment = ProcessInfo.processInfo.environment
+            if engine.threads == nil, environment["RESNET_THREADS"] == nil,
+               let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), local > 1 {
+                ComputeEngine.shared.setThreadCount(max(1, ComputeEngine.coreCount / local))
+            }
+        }
         try engine.apply()
-        do { try train() } catch let error as TrainingError {
+        do { try train(group: group) } catch let error as TrainingError {
             throw UserError(error.description)
         } catch let error as ModelError {
             throw UserError(error.description)
+        } catch let error as DistributedError {
+            throw UserError(error.description)
+        } catch is PeerFailure {
+            throw ExitCode(1)   // the rank that failed said why
         }
+        group?.finalize()
     }
 
     /// The flags given, as a request (the run file's settings come under them).
@@ -150,7 +174,9 @@ struct Train: ParsableCommand {
         return r
     }
 
-    private func train() throws {
+    private func train(group communicator: MPICommunicator?) throws {
+        let group = (communicator?.size ?? 1) > 1 ? communicator : nil
+        guard microBatches >= 1 else { throw UserError("--micro-batches must be at least 1, got \(microBatches)") }
         let directory: URL
         let configuration: RunConfiguration
         var loaded: LoadedDataset
@@ -160,7 +186,13 @@ struct Train: ParsableCommand {
                 throw UserError("\(changed.joined(separator: ", ")) cannot change a run being resumed: --resume continues it exactly as configured (start a new run to change it)")
             }
             directory = URL(fileURLWithPath: resume)
-            configuration = try Trainer.loadConfiguration(directory)
+            if let group {
+                // Rank 0's copy: the other hosts need no access to the run directory.
+                let bytes = try group.broadcast(group.rank == 0 ? [UInt8](try Self.readConfiguration(directory)) : [])
+                configuration = try Trainer.decodeConfiguration(Data(bytes), path: directory.appendingPathComponent("config.json").path)
+            } else {
+                configuration = try Trainer.loadConfiguration(directory)
+            }
             if configuration.deterministic {
                 if configuration.threads > ComputeEngine.coreCount {
                     FileHandle.standardError.write(Data("warning: this deterministic run was made with \(configuration.threads) threads and this machine has \(ComputeEngine.coreCount) cores: it resumes with \(ComputeEngine.coreCount), so its weights will not be bitwise those of an uninterrupted run\n".utf8))
@@ -190,13 +222,17 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(configuration: configuration, training: train.subset(trainIndices),
                                   validation: validationIndices.isEmpty ? nil : train.subset(validationIndices),
                                   test: configuration.monitorsTest == true ? loaded.split("test") : nil,
-                                  runDirectory: directory, resume: resume != nil)
+                                  runDirectory: directory, resume: resume != nil, group: group, microBatches: microBatches,
+                                  synchronizesBatchNorm: syncBatchNorm)
         let r = configuration.recipe
         if !json {
             say("\(configuration.model) on \(loaded.name): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue), shortcut \(configuration.modelOptions.shortcut)")
+            if let group {
+                say("data parallel: \(group.size) ranks x \(ComputeEngine.shared.threadCount) threads, \(r.batchSize / group.size) images per rank and step\(microBatches > 1 ? " in \(microBatches) micro-batches" : "")\(syncBatchNorm ? ", synchronized batch norm" : "")")
+            }
             say("recipe \(r.name): \(r.optimizer) batch \(r.batchSize), \(r.schedule.resolvingLength(r.totalIterations(trainingCount: trainIndices.count)).summary), augment \(r.augmentations.map(\.specification).joined(separator: ",")), run \(directory.path)")
         }
-        let terminal = isatty(1) == 1 && !json
+        let terminal = isatty(1) == 1 && !json && !sayIsSilent
         var lastDraw = Date.distantPast
         trainer.log = { line in
             if terminal { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
@@ -221,7 +257,7 @@ struct Train: ParsableCommand {
         if let stop = r.earlyStopping, !json {
             say("early stopping: after \(stop.patience) evaluations without a better validation accuracy, evaluated \(stop.everyBatches.map { "every \($0) batches" } ?? "at each epoch's end")")
         }
-        if !terminal && !json {
+        if !terminal && !json && !sayIsSilent {
             // Not a terminal (a log file, CI): a plain line at each quarter of an epoch.
             trainer.callbacks.append(ProgressCallback { p in
                 guard p.batches >= 8, p.batch < p.batches, p.batch % (p.batches / 4) == 0 else { return }
@@ -230,9 +266,18 @@ struct Train: ParsableCommand {
             })
         }
         let source = stopOnControlC(trainer.interruption)
+        let started = Date()
         let outcome = try trainer.run()
         source.cancel()
+        if let group, let communicator, communicator.reductions > 0, !json {
+            let seconds = -started.timeIntervalSinceNow
+            say(String(format: "all-reduce: %.1f%% of the training time (%.2f ms per step, %.2f MB per rank and step, %d ranks)",
+                       100 * communicator.reductionSeconds / max(seconds, 1e-9), 1000 * communicator.reductionSeconds / Double(communicator.reductions),
+                       Double(communicator.reducedFloats * 4) / 1e6, group.size))
+        }
         if outcome.interrupted { throw ExitCode(130) }
+        // Rank 0 alone evaluates the test set and reports; the others are done.
+        if let group, group.rank != 0 { return }
 
         // The test set is used once, by the checkpoint chosen on validation accuracy.
         var test: EvaluationResult?
@@ -256,6 +301,16 @@ struct Train: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
+    }
+}
+
+extension Train {
+    /// A run directory's `config.json`, read by rank 0 to hand to the others.
+    static func readConfiguration(_ directory: URL) throws -> Data {
+        guard let data = try? Data(contentsOf: directory.appendingPathComponent("config.json")) else {
+            throw UserError("\(directory.path): no run to resume here (config.json is missing or unreadable)")
+        }
+        return data
     }
 }
 
@@ -302,8 +357,12 @@ func duration(_ seconds: Double) -> String {
     return "\(s)s"
 }
 
+/// Set on the ranks other than 0 of a data-parallel run: rank 0 alone speaks.
+nonisolated(unsafe) var sayIsSilent = false
+
 /// Prints a line at once, unbuffered (so that `nohup resnet train > log` shows progress), in
 /// order with the progress bar's writes.
 func say(_ line: String) {
+    if sayIsSilent { return }
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
