@@ -26,13 +26,16 @@ let package = Package(
     products: [
         .library(name: "SwiftResNet", targets: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",
-            "ResNetDistributed",
+            "ResNetDistributed", "ResNetServing",
         ]),
         .executable(name: "resnet", targets: ["resnet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
     ],
     targets: [
         // System libraries from Debian packages (see scripts/install-deps.sh).
@@ -63,9 +66,16 @@ let package = Package(
         .target(name: "ResNetDistributed", dependencies: [
             "CMPI", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetData", "ResNetTraining",
         ], swiftSettings: hotSettings),
+        // The HTTP server: a model file behind Hummingbird 2 with dynamic batching (issue 16).
+        .target(name: "ResNetServing", dependencies: [
+            "ResNetInference", "ResNetData", "ResNetEngine",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotSettings),
         .executableTarget(name: "resnet", dependencies: [
             "ResNetEngine", "ResNetTensors", "ResNetLayers", "ResNetModels", "ResNetOptimizers", "ResNetData", "ResNetInference", "ResNetTraining",
-            "ResNetDistributed",
+            "ResNetDistributed", "ResNetServing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: hotSettings),
@@ -86,6 +96,7 @@ let package = Package(
         .testTarget(name: "ResNetInferenceTests", dependencies: [
             "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers",
         ], exclude: ["Fixtures"]),
+        .testTarget(name: "ResNetServingTests", dependencies: ["ResNetServing", "ResNetInference", "ResNetModels", "ResNetData"]),
         .testTarget(name: "ResNetDistributedTests", dependencies: ["ResNetDistributed", "ResNetTraining", "ResNetModels", "ResNetData", "ResNetInference"]),
         .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),
     ],

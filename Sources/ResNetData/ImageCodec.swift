@@ -53,10 +53,12 @@ public let maximumImagePixels = 178_956_970
 /// - Throws: ``DataError/notAnImage(path:reason:)`` when the bytes are neither JPEG nor PNG,
 ///   ``DataError/corruptImage(path:reason:)`` when decoding fails, and
 ///   ``DataError/unsupported(path:reason:)`` for a channel count other than 1 or 3 or an
-///   image larger than ``maximumImagePixels``.
-public func decodeImage(_ bytes: [UInt8], channels: Int = 3, path: String) throws -> PlanarImage {
+///   image larger than `maximumPixels` (at most ``maximumImagePixels``), checked from the
+///   header before the pixels are allocated.
+public func decodeImage(_ bytes: [UInt8], channels: Int = 3, path: String, maximumPixels: Int = maximumImagePixels) throws -> PlanarImage {
     try checkChannels(channels, path: path)
     let decoder = ImageDecoder()
+    decoder.pixelLimit = maximumPixels
     try bytes.withUnsafeBufferPointer { try decoder.decode($0, channels: channels, path: path) }
     var pixels = [UInt8](repeating: 0, count: channels * decoder.height * decoder.width)
     pixels.withUnsafeMutableBufferPointer { decoder.writePlanar(channels: channels, to: $0.baseAddress!) }

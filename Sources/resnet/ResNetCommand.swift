@@ -10,7 +10,7 @@ struct ResNetCommand: ParsableCommand {
         commandName: "resnet",
         abstract: "Define, train and benchmark residual networks on the CPU (oneDNN \(ComputeEngine.version)).",
         version: "SwiftResNet \(SwiftResNetVersion.current) (oneDNN \(ComputeEngine.version))",
-        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, Convert.self, Probe.self, ExperimentCommand.self, Compare.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Bench.self, BenchData.self, BenchKernels.self, Demo.self]
+        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, Convert.self, Probe.self, ExperimentCommand.self, Compare.self, AugmentPreview.self, Summary.self, Download.self, DatasetInfo.self, Bench.self, BenchData.self, BenchKernels.self, Demo.self, Serve.self]
     )
 
     /// Runs the command; every failure ends in one `Error:` line on standard error and exit
