@@ -241,8 +241,9 @@ public final class Trainer {
                 ? "the global batch of \(batch) images cannot be split evenly over \(processes) processes\(microBatches > 1 ? " x \(microBatches) micro-batches" : ""): use a batch size that is a multiple of \(processes * microBatches)"
                 : "a batch of \(batch) images cannot be split into \(microBatches) equal micro-batches")
         }
-        if synchronizesBatchNorm, self.group != nil {
-            guard self.group is any BatchNormSynchronizer else { throw refuse("this process group cannot synchronize batch norm") }
+        // Checked in one process too, so that a command line that runs alone runs under mpirun.
+        if synchronizesBatchNorm {
+            if let group = self.group, !(group is any BatchNormSynchronizer) { throw refuse("this process group cannot synchronize batch norm") }
             guard microBatches == 1 else { throw refuse("synchronized batch norm works on whole shards: use --micro-batches 1") }
             guard (configuration.precision ?? .fp32) == .fp32 else { throw refuse("synchronized batch norm needs fp32 training: add --precision fp32") }
         }
