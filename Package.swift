@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "ResNetLayersTests", dependencies: [
             "ResNetLayers", "ResNetOptimizers", "ResNetTensors", "ResNetData", "ResNetReference",
         ]),
-        .testTarget(name: "ResNetModelsTests", dependencies: ["ResNetModels", "ResNetLayers", "ResNetTensors"]),
+        .testTarget(name: "ResNetModelsTests", dependencies: ["ResNetModels", "ResNetLayers", "ResNetTensors", "ResNetReference"]),
         .testTarget(name: "ResNetTrainingTests", dependencies: [
             "ResNetTraining", "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers",
         ]),

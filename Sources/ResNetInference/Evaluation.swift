@@ -36,6 +36,8 @@ public final class Evaluator {
 
     private struct Planned { let graph: Graph; let images: Tensor; let labels: LabelInput; let logits: Tensor; let loss: Tensor }
     private var graphs: [Int: Planned] = [:]
+    /// With constant parameters, the graphs of every batch size share one copy of the weights.
+    private let derivedWeights: DerivedWeightStore?
 
     /// - Parameter parametersAreConstant: the model's parameters never change while this
     ///   evaluator exists (a deployed model): weights are folded and reordered once, not
@@ -43,6 +45,7 @@ public final class Evaluator {
     public init(model: any Layer, imageShape: [Int], classCount: Int, batchSize: Int = 500, statistics: BatchNormStatistics = .running,
                 whitening: ZCAWhitening? = nil, parametersAreConstant: Bool = false) {
         self.parametersAreConstant = parametersAreConstant
+        derivedWeights = parametersAreConstant ? DerivedWeightStore() : nil
         self.whitening = whitening
         self.model = model
         self.imageShape = imageShape
@@ -57,7 +60,7 @@ public final class Evaluator {
         model.eval()
         forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
         defer { if wasTraining { model.train() } }
-        let graph = Graph(computesGradients: false, parametersAreConstant: parametersAreConstant)
+        let graph = Graph(computesGradients: false, parametersAreConstant: parametersAreConstant, derivedWeights: derivedWeights)
         let images = graph.input([size] + imageShape)
         let labels = graph.labels(count: size)
         let logits = try model(images)

@@ -130,6 +130,8 @@ public final class Graph {
     /// compares the parameters with a copy kept of them (exact whatever wrote them, but a
     /// second copy of the weights and a pass over both: ~100 MB for ResNet-50).
     public let parametersAreConstant: Bool
+    /// Where graphs with constant parameters share their derived weights, if given.
+    public let derivedWeights: DerivedWeightStore?
 
     var values: [Value] = []
     var nodes: [Node] = []
@@ -167,12 +169,21 @@ public final class Graph {
     private var planningBackward = false
     private var valueLifetimes: [Int: ClosedRange<Int>] = [:]
     private var pinnedValues: Set<Int> = []
+    /// Values stored in another value's memory: a residual addition fused into a convolution
+    /// (its `sum` post-op) writes the block's output over the shortcut operand, which nothing
+    /// reads afterwards. Maps a value to the one whose memory it uses.
+    private var memoryAliases: [Int: Int] = [:]
     private var valuePool: Buffer?
 
+    /// - Parameter derivedWeights: with `parametersAreConstant`, a store shared with other
+    ///   graphs of the same model (one per batch size) so that they keep one copy of the
+    ///   weights derived from the parameters.
     public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true,
-                parametersAreConstant: Bool = false) {
+                parametersAreConstant: Bool = false, derivedWeights: DerivedWeightStore? = nil) {
         precondition(!(computesGradients && parametersAreConstant), "a training graph changes its parameters")
+        precondition(derivedWeights == nil || parametersAreConstant, "only graphs with constant parameters share derived weights")
         self.parametersAreConstant = parametersAreConstant
+        self.derivedWeights = derivedWeights
         self.computesGradients = computesGradients
         self.precision = precision
         self.sharesMemory = sharesMemory
@@ -261,7 +272,7 @@ public final class Graph {
         }
         if poolsValues {
             pinnedValues.formUnion(inputIDs)
-            pinnedValues.formUnion(kept)
+            pinnedValues.formUnion(kept.map(storage))
             valuePool = pool(valueLifetimes, memory: { self.values[$0].memory }, pinned: pinnedValues)
         }
         scratchpad.allocate()
@@ -295,6 +306,44 @@ public final class Graph {
             else { continue }
             absorb(norm, into: convolution)
         }
+        fuseResidualAdditions(keeping: kept)
+    }
+
+    /// Inference graphs: a residual addition `relu(f(x) + s)` whose branch `f` ends in a
+    /// convolution (its batch norm folded) becomes that convolution's `sum` post-op, writing
+    /// over `s` in place: one pass over the block's output instead of a convolution writing it,
+    /// then an addition reading it and `s` and writing a third tensor (16 additions per
+    /// ResNet-50 pass). The convolution fused is the operand computed last, so the other one is
+    /// ready when it runs; nothing may read `s` after it, and both must be in the same layout.
+    private func fuseResidualAdditions(keeping kept: Set<Int>) {
+        let position = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { (ObjectIdentifier($1), $0) })
+        func index(_ id: Int) -> Int { values[id].producer.map { position[ObjectIdentifier($0)]! } ?? -1 }
+        for node in nodes {
+            guard let sum = node as? AddNode, sum.isActive, sum.inputs[0] != sum.inputs[1],
+                  !kept.contains(sum.inputs[0]), !kept.contains(sum.inputs[1])
+            else { continue }
+            let (branch, shortcut) = index(sum.inputs[0]) > index(sum.inputs[1])
+                ? (sum.inputs[0], sum.inputs[1]) : (sum.inputs[1], sum.inputs[0])
+            guard let convolution = values[branch].producer as? ConvolutionNode, convolution.isActive,
+                  values[branch].consumerCount == 1, !inputIDs.contains(storage(shortcut)),
+                  !(values[storage(shortcut)].producer?.keepsOutputBetweenPasses ?? false),
+                  values[shortcut].descriptor == values[branch].descriptor,
+                  values[sum.outputs[0]].descriptor == values[branch].descriptor
+            else { continue }
+            // Every other reader of the shortcut runs before the convolution overwrites it.
+            let start = position[ObjectIdentifier(convolution)]!
+            let readLater = nodes[start...].contains { $0.isActive && $0 !== sum && $0.inputs.contains(shortcut) }
+            guard !readLater, convolution.fuseSum(relu: sum.fusesReLU) else { continue }
+            memoryAliases[sum.outputs[0]] = shortcut
+            absorb(sum, into: convolution)
+        }
+    }
+
+    /// The value whose memory `id` uses (itself unless a fused addition writes over another).
+    func storage(_ id: Int) -> Int {
+        var id = id
+        while let next = memoryAliases[id] { id = next }
+        return id
     }
 
     /// Every active ReLU whose input nothing else reads and nobody keeps goes into the op that
@@ -322,7 +371,13 @@ public final class Graph {
 
     /// The memory of a value, made on first request. When memory is shared its storage is
     /// assigned when planning ends, and every request during planning is a use at run time.
-    func memory(_ id: Int) throws -> Memory {
+    func memory(_ value: Int) throws -> Memory {
+        let id = storage(value)
+        if id != value {
+            let shared = try memory(id)
+            values[value].memory = shared
+            return shared
+        }
         let pooled = poolsValues && !isPlanned
         if pooled {
             // Lifetimes start at a forward step; `checkReadable` relies on it.
@@ -345,7 +400,7 @@ public final class Graph {
     /// relies on what it left there, such as zeros it never rewrites).
     func ownMemory(_ id: Int) throws -> Memory {
         let memory = try memory(id)
-        pinnedValues.insert(id)
+        pinnedValues.insert(storage(id))
         if memory.pointer == nil { bindOwn(memory) }
         return memory
     }
@@ -582,8 +637,12 @@ public final class Graph {
     /// With shared memory, a value survives a forward pass if it is an input, kept, or lives
     /// to the last forward step (nothing written later can share its bytes).
     private func checkReadable(_ tensor: Tensor) throws {
-        guard !poolsValues || pinnedValues.contains(tensor.id)
-                || (valueLifetimes[tensor.id]?.upperBound ?? -1) >= forwardNodes.count - 1 else {
+        guard !memoryAliases.values.contains(tensor.id) else {
+            throw TensorError.notPlanned("\(tensor) is overwritten by a residual addition fused into a convolution: pass it in plan(keep:)")
+        }
+        let id = storage(tensor.id)
+        guard !poolsValues || pinnedValues.contains(id)
+                || (valueLifetimes[id]?.upperBound ?? -1) >= forwardNodes.count - 1 else {
             throw TensorError.notPlanned("\(tensor) shares memory with later values and is not kept: pass it in plan(keep:)")
         }
     }
@@ -689,6 +748,10 @@ class Node {
 
     /// Parameters this node reads.
     var parameters: [Parameter] { [] }
+
+    /// Whether the op relies on its output memory keeping what it wrote in earlier passes
+    /// (zeros written once): nothing else may write over that memory.
+    var keepsOutputBetweenPasses: Bool { false }
 
     /// The op's name in summaries: the class name without "Node".
     var operationName: String {

@@ -270,6 +270,8 @@ final class PadChannelsNode: Node {
     private var diffDestination: Memory?
     private var sink: GradientSink?
 
+    override var keepsOutputBetweenPasses: Bool { true }
+
     override func planForward(_ graph: Graph) throws {
         source = try graph.memory(inputs[0])
         destination = try graph.ownMemory(outputs[0])   // its zero channels are written once, at allocation

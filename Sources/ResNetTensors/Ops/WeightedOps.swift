@@ -34,11 +34,19 @@ public func conv2d(
     guard h + 2 * padding.0 >= w[2], wd + 2 * padding.1 >= w[3] else {
         throw TensorError.shapeMismatch(layer: label, expected: "[N, \(w[1]), >=\(w[2] - 2 * padding.0), >=\(w[3] - 2 * padding.1)] for a \(w[2])x\(w[3]) kernel", actual: x.shape)
     }
-    // Winograd F(4x4, 3x3) where it was measured to win on this class of CPU (bench-kernels,
-    // 2026-11-22: 430-570 effective GFLOP/s against 250-275 direct at 32ch 16x16 and 64ch 8x8;
-    // slower than direct at 16ch 32x32). Everything else is direct convolution.
-    // oneDNN has no bf16 Winograd.
-    let winograd = w[2] == 3 && w[3] == 3 && stride == (1, 1) && w[0] >= 32 && w[1] >= 32 && oh <= 16 && ow <= 16
+    // Winograd (oneDNN's F(4x4, 3x3) or F(2x2, 3x3)) for 3x3 stride-1 convolutions with at least
+    // 32 channels, fp32 only (oneDNN has no bf16 Winograd). Everything else is direct.
+    // - Training: at most 16x16 outputs, where it was measured to win (bench-kernels, 2026-11-22,
+    //   batch 128: 430-570 effective GFLOP/s against 250-275 direct at 32ch 16x16 and 64ch 8x8;
+    //   slower than direct at 16ch 32x32).
+    // - Inference: wherever the batch has at least 196 output pixels (a 14x14 image). Winograd
+    //   transforms the weights into 16/9 more bytes; with few pixels the weights dominate the
+    //   traffic and direct wins (ResNet-18 at batch 1, 512ch 7x7). `resnet bench MODEL --mode
+    //   eval --threads 2`, 2-core AMD EPYC with 512-bit FMA, 2026-12-01, img/s, Winograd at
+    //   <=16x16 (the training rule) / everywhere / at 14x14-56x56: resnet18 batch 1 128 / 137 / 150;
+    //   resnet50 batch 1 51.2 / 52.6 / 52.2; resnet50 batch 32 56.7 / 59.0 / -.
+    let outputPixels = x.graph.computesGradients ? (oh <= 16 && ow <= 16 ? Int.max : 0) : n * oh * ow
+    let winograd = w[2] == 3 && w[3] == 3 && stride == (1, 1) && w[0] >= 32 && w[1] >= 32 && outputPixels >= 196
         && x.graph.precision == .fp32
     let node = ConvolutionNode(label: label, weight: weight, bias: bias,
                                stride: [stride.0, stride.1], padding: [padding.0, padding.1],
@@ -86,6 +94,9 @@ class WeightedNode: Node {
     private var derivedFrom: ParameterSnapshot?
     /// Inference with constant parameters: whether the derived weights have been made.
     private var derivedOnce = false
+    /// Inference with constant parameters and a ``DerivedWeightStore``: the weights (and
+    /// folded bias) this op shares with the store's other graphs.
+    private var sharedWeights: DerivedWeightStore.Entry?
     private var derivesOnce = false
     private(set) var runBackwardData: BoundPrimitive?
     private var reorderWeightsBackward: BoundPrimitive?
@@ -139,46 +150,84 @@ class WeightedNode: Node {
     /// three passes over memory. Returns false, changing nothing, if oneDNN cannot.
     func fold(_ norm: BatchNormNode) -> Bool {
         guard !training, norm.statistics == .running,
-              let source = forwardPrimitive.descriptor(for: Arg.src), let destination = forwardPrimitive.descriptor(for: Arg.dst)
+              replaceForwardPrimitive(".folded", attributes: Attributes(relu: norm.fusesReLU), bias: MemoryDescriptor([weight.shape[0]], .plain))
         else { return false }
-        let attributes = Attributes(relu: norm.fusesReLU)
-        let biasDescriptor = MemoryDescriptor([weight.shape[0]], .plain)
-        let saved = forwardAttributes
-        forwardAttributes = attributes
-        let key = PrimitiveKey(kind + ".forward.folded", [source, .any(weight.shape, source.elementType), biasDescriptor, destination],
-                               settings, attributes: attributes)
-        guard let primitive = try? PrimitiveCache.shared.primitive(key, {
-            try forwardOperation(source: source, weights: .any(weight.shape, source.elementType), bias: biasDescriptor, destination: destination)
-        }) else {
-            forwardAttributes = saved
-            return false
-        }
-        forwardPrimitive = primitive
         foldedNorm = norm
         return true
     }
 
-    override func planForward(_ graph: Graph) throws {
-        var plain = weight.value
-        if foldedNorm != nil {
-            plain = try graph.temporary(weight.value.descriptor)
-            foldedWeights = plain
-            foldedBias = try graph.temporary(MemoryDescriptor([weight.shape[0]], .plain))
+    /// Inference only: adds what the destination holds before the op runs (a residual
+    /// addition's other operand, `sum` post-op) and then, with `relu`, applies the ReLU that
+    /// follows the addition. Returns false, changing nothing, if oneDNN cannot.
+    func fuseSum(relu: Bool) -> Bool {
+        guard !training, forwardAttributes.sumScale == nil, !forwardAttributes.relu else { return false }
+        let bias = foldedNorm != nil ? MemoryDescriptor([weight.shape[0]], .plain) : biasDescriptor
+        return replaceForwardPrimitive(".sum", attributes: Attributes(sumScale: 1, relu: relu), bias: bias)
+    }
+
+    /// The forward primitive again, on the same source and destination, with other post-ops and
+    /// bias; false, changing nothing, if oneDNN cannot make it.
+    private func replaceForwardPrimitive(_ tag: String, attributes: Attributes, bias: MemoryDescriptor) -> Bool {
+        guard let source = forwardPrimitive.descriptor(for: Arg.src), let destination = forwardPrimitive.descriptor(for: Arg.dst)
+        else { return false }
+        let saved = forwardAttributes
+        forwardAttributes = attributes
+        let weights = MemoryDescriptor.any(weight.shape, source.elementType)
+        let key = PrimitiveKey(kind + ".forward" + tag, [source, weights, bias, destination], settings, attributes: attributes)
+        guard let primitive = try? PrimitiveCache.shared.primitive(key, {
+            try forwardOperation(source: source, weights: weights, bias: bias, destination: destination)
+        }), primitive.descriptor(for: Arg.dst) == destination else {
+            forwardAttributes = saved
+            return false
         }
+        forwardPrimitive = primitive
+        return true
+    }
+
+    override func planForward(_ graph: Graph) throws {
         let wanted = forwardPrimitive.descriptor(for: Arg.weights)!
-        if wanted == plain.descriptor {
-            forwardWeights = plain
-        } else {
-            forwardWeights = try graph.temporary(wanted)
-            reorderWeightsForward = try graph.bind(try PrimitiveCache.shared.reorder(from: plain.descriptor, to: wanted),
-                                                   [(Arg.from, plain), (Arg.to, forwardWeights)])
+        let norm = foldedNorm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []
+        var storeKey: DerivedWeightStore.Key?
+        if !training && graph.parametersAreConstant, let store = graph.derivedWeights {
+            let key = DerivedWeightStore.Key(parameters: parameters + norm, layout: wanted)
+            if let entry = store.entries[key] {
+                sharedWeights = entry
+                forwardWeights = entry.weights
+                foldedBias = entry.bias
+            } else {
+                storeKey = key
+            }
+        }
+        if sharedWeights == nil {
+            var plain = weight.value
+            if foldedNorm != nil {
+                plain = try graph.temporary(weight.value.descriptor)
+                foldedWeights = plain
+                foldedBias = try graph.temporary(MemoryDescriptor([weight.shape[0]], .plain))
+            }
+            if wanted == plain.descriptor {
+                forwardWeights = plain
+            } else {
+                forwardWeights = try graph.temporary(wanted)
+                reorderWeightsForward = try graph.bind(try PrimitiveCache.shared.reorder(from: plain.descriptor, to: wanted),
+                                                       [(Arg.from, plain), (Arg.to, forwardWeights)])
+            }
+        }
+        if let storeKey, let store = graph.derivedWeights {
+            let (weight, bias, norm, folded, foldedBias, reorder) = (weight, bias, foldedNorm, foldedWeights, foldedBias, reorderWeightsForward)
+            let entry = DerivedWeightStore.Entry(parameters: parameters + (norm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []),
+                                                 weights: forwardWeights, bias: foldedBias) {
+                if let norm { Self.fold(norm, weight: weight, bias: bias, into: folded!, foldedBias!) }
+                reorder?.execute()
+            }
+            store.entries[storeKey] = entry
+            sharedWeights = entry
         }
         var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.weights, forwardWeights),
                                            (Arg.dst, try graph.memory(outputs[0]))]
         if !training && graph.parametersAreConstant {
             derivesOnce = true
         } else if !training {
-            let norm = foldedNorm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []
             derivedFrom = ParameterSnapshot(parameters + norm)
             graph.account(bytes: derivedFrom!.byteCount)
         }
@@ -228,9 +277,10 @@ class WeightedNode: Node {
     }
 
     override func forward(_ graph: Graph) {
-        let derive = derivesOnce ? !derivedOnce : (derivedFrom?.changed() ?? true)
-        if derive {
-            if let norm = foldedNorm { foldNorm(norm) }
+        if let sharedWeights {
+            sharedWeights.deriveOnce()
+        } else if derivesOnce ? !derivedOnce : (derivedFrom?.changed() ?? true) {
+            if let norm = foldedNorm { Self.fold(norm, weight: weight, bias: bias, into: foldedWeights!, foldedBias!) }
             reorderWeightsForward?.execute()
             derivedOnce = true
         }
@@ -239,9 +289,9 @@ class WeightedNode: Node {
 
     /// `W' = W * s` and `b' = shift + (b - mean) * s` per output channel, with
     /// `s = scale / sqrt(variance + epsilon)`: the batch norm's affine map moved into the op.
-    private func foldNorm(_ norm: BatchNormNode) {
+    private static func fold(_ norm: BatchNormNode, weight: Parameter, bias: Parameter?, into foldedWeights: Memory, _ foldedBias: Memory) {
         let outputs = weight.shape[0], perOutput = weight.count / outputs
-        let w = weight.value.floats, folded = foldedWeights!.floats, b = foldedBias!.floats
+        let w = weight.value.floats, folded = foldedWeights.floats, b = foldedBias.floats
         let gamma = norm.scale.value.floats, beta = norm.shift.value.floats
         let mean = norm.runningMean.value.floats, variance = norm.runningVariance.value.floats
         let ownBias = bias?.value.floats
