@@ -18,10 +18,11 @@ public struct DistributedError: Error, CustomStringConvertible {
 /// Open MPI's `MPI_COMM_WORLD` as a ``DataParallelGroup``.
 ///
 /// Gradients are reduced in buckets of at most ``bucketBytes``, in reverse layer order (the
-/// classifier's first, as PyTorch DDP does): every bucket is packed and its `MPI_Iallreduce`
-/// started before the next is packed, so packing overlaps the transfers; then all are waited
-/// for. (Overlapping with backward itself would need a hook inside the graph's backward pass,
-/// which runs as one call; see docs/distributed.md.)
+/// classifier's first, as PyTorch DDP does), during backward: a bucket's `MPI_Iallreduce`
+/// starts as soon as the graph reports all its gradients final (and the buckets before it have
+/// started, so every rank starts them in the same order), in-flight ones are polled as backward
+/// reports more, and all are waited for when backward ends. The buckets and the order of
+/// summation are those of a reduction after backward, so the result is the same bit for bit.
 public final class MPICommunicator: DataParallelGroup, BatchNormSynchronizer {
     public let rank: Int
     public let size: Int
@@ -29,8 +30,9 @@ public final class MPICommunicator: DataParallelGroup, BatchNormSynchronizer {
     public var timeout: Double
     /// Largest bucket of one gradient all-reduce, in bytes.
     public var bucketBytes = 4 << 20
-    /// Seconds spent in ``reduceGradients(_:scale:averaging:)`` (packing, transfers, unpacking)
-    /// and calls of it, for the share of step time the all-reduce takes.
+    /// Seconds a gradient reduction adds to the step (packing and starting buckets inside
+    /// backward, waiting for the last ones after it, unpacking; not backward's own compute), and
+    /// calls of it, for the share of step time the all-reduce takes.
     public private(set) var reductionSeconds = 0.0
     public private(set) var reductions = 0
     /// Floats one gradient reduction sends per rank (the model's trainable values and running statistics).
@@ -77,8 +79,14 @@ public final class MPICommunicator: DataParallelGroup, BatchNormSynchronizer {
 
     // MARK: - DataParallelGroup
 
+    /// Seconds spent in ``allReduceSum(_:)`` (the step's loss sums, which make the faster rank
+    /// wait for the slower one before backward, batch-norm sums, evaluation counts).
+    public private(set) var sumSeconds = 0.0
+
     public func allReduceSum(_ values: UnsafeMutableBufferPointer<Double>) throws {
         guard values.count > 0 else { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { sumSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         var request: CMPI_Request?
         try api.check(api.iallreduce(cmpi_in_place(), values.baseAddress, Int32(values.count), api.double, api.sum, api.world, &request),
                       "MPI_Iallreduce")
@@ -96,52 +104,127 @@ public final class MPICommunicator: DataParallelGroup, BatchNormSynchronizer {
         return buffer
     }
 
-    public func reduceGradients(_ parameters: [Parameter], scale: Float, averaging statistics: [Parameter]) throws {
-        let start = Date()
-        // Reverse layer order: the last layers' gradients are the first backward finishes.
-        let items: [(UnsafeMutablePointer<Float>, Int, Float)] = parameters.reversed().map { ($0.gradient.floats, $0.count, scale) }
-            + statistics.map { ($0.value.floats, $0.count, 1 / Float(size)) }
-        let capacity = max(1, bucketBytes / 4)
-        // Items packed into buckets: consecutive items until a bucket is full (an item larger
-        // than a bucket is split).
-        var plan: [[(item: Int, from: Int, count: Int)]] = [[]]
-        var used = 0
-        for (i, item) in items.enumerated() {
-            var from = 0
-            while from < item.1 {
-                if used == capacity { plan.append([]); used = 0 }
-                let n = min(item.1 - from, capacity - used)
-                plan[plan.count - 1].append((i, from, n))
-                from += n
-                used += n
-            }
+    public func reduceGradients(_ parameters: [Parameter], scale: Float, averaging statistics: [Parameter],
+                                during backward: (_ gradientIsFinal: (Int) -> Void) -> Void) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let plan = bucketPlan(parameters, statistics)
+        for b in plan.buckets.indices { pending[b] = plan.buckets[b].count; requests[b] = nil; finished[b] = false }
+        for i in plan.items.indices { packed[i] = false }
+        started = 0
+        failure = nil
+        // The running statistics are final since forward.
+        for i in parameters.count..<plan.items.count { pack(i, plan) }
+        var inBackward: UInt64 = 0, inCallbacks: UInt64 = 0
+        let backwardStart = DispatchTime.now().uptimeNanoseconds
+        backward { index in
+            let t = DispatchTime.now().uptimeNanoseconds
+            // Item order is reverse layer order.
+            if parameters.indices.contains(index) { pack(parameters.count - 1 - index, plan) }
+            inCallbacks += DispatchTime.now().uptimeNanoseconds - t
         }
-        while buckets.count < plan.count { buckets.append(.allocate(capacity: capacity)) }
-        var requests = [CMPI_Request?](repeating: nil, count: plan.count)
-        var total = 0
-        for (b, pieces) in plan.enumerated() {
+        inBackward = DispatchTime.now().uptimeNanoseconds - backwardStart
+        for i in plan.items.indices where !packed[i] { pack(i, plan) }
+        if let failure { throw failure }
+        for b in plan.buckets.indices {
+            if !finished[b] { try wait(&requests[b], "the gradient all-reduce (bucket \(b + 1) of \(plan.buckets.count))") }
             var offset = 0
-            for piece in pieces {
-                (buckets[b].baseAddress! + offset).update(from: items[piece.item].0 + piece.from, count: piece.count)
-                offset += piece.count
-            }
-            total += offset
-            try api.check(api.iallreduce(cmpi_in_place(), buckets[b].baseAddress, Int32(offset), api.float, api.sum, api.world, &requests[b]),
-                          "MPI_Iallreduce")
-        }
-        for (b, pieces) in plan.enumerated() {
-            try wait(&requests[b], "the gradient all-reduce (bucket \(b + 1) of \(plan.count))")
-            var offset = 0
-            for piece in pieces {
-                let target = items[piece.item].0 + piece.from, s = items[piece.item].2
+            for piece in plan.buckets[b] {
+                let item = plan.items[piece.item]
+                // Gradients take the caller's scale, running statistics their mean.
+                let target = item.floats + piece.from, s = piece.item < parameters.count ? scale : 1 / Float(size)
                 let source = buckets[b].baseAddress! + offset
                 for i in 0..<piece.count { target[i] = source[i] * s }
                 offset += piece.count
             }
         }
-        reducedFloats = total
+        reducedFloats = plan.floats
         reductions += 1
-        reductionSeconds -= start.timeIntervalSinceNow
+        // What the step spends on the reduction besides computing gradients: packing and starting
+        // buckets inside backward, then the wait for the last ones and the unpacking.
+        let total = DispatchTime.now().uptimeNanoseconds - start
+        reductionSeconds += Double(total - inBackward + inCallbacks) / 1e9
+    }
+
+    /// One gradient reduction's layout: the items (gradients in reverse layer order, then the
+    /// running statistics) and the buckets of at most ``bucketBytes`` they are packed into.
+    private struct BucketPlan {
+        var parameters: [Parameter] = []
+        var statistics: [Parameter] = []
+        var bucketBytes = 0
+        var items: [(floats: UnsafeMutablePointer<Float>, count: Int, pieces: [(bucket: Int, from: Int, count: Int, offset: Int)])] = []
+        var buckets: [[(item: Int, from: Int, count: Int)]] = []
+        var floats = 0
+    }
+    private var plan = BucketPlan()
+    private var pending: [Int] = [], requests: [CMPI_Request?] = [], finished: [Bool] = [], packed: [Bool] = []
+    /// Buckets whose all-reduce has started (always a prefix: every rank starts them in order).
+    private var started = 0
+    /// The first error met inside backward, thrown after it.
+    private var failure: (any Error)?
+
+    /// The plan for these parameters and statistics: made once, reused while they stay the same
+    /// objects (every step of a run), so that a step allocates nothing here.
+    private func bucketPlan(_ parameters: [Parameter], _ statistics: [Parameter]) -> BucketPlan {
+        if plan.bucketBytes == bucketBytes, plan.parameters.count == parameters.count, plan.statistics.count == statistics.count,
+           zip(plan.parameters, parameters).allSatisfy({ $0 === $1 }), zip(plan.statistics, statistics).allSatisfy({ $0 === $1 }) {
+            return plan
+        }
+        var made = BucketPlan(parameters: parameters, statistics: statistics, bucketBytes: bucketBytes)
+        made.items = parameters.reversed().map { ($0.gradient.floats, $0.count, []) } + statistics.map { ($0.value.floats, $0.count, []) }
+        // Consecutive items fill a bucket until it is full (an item larger than a bucket is split).
+        let capacity = max(1, bucketBytes / 4)
+        made.buckets = [[]]
+        var used = 0
+        for i in made.items.indices {
+            var from = 0
+            while from < made.items[i].count {
+                if used == capacity { made.buckets.append([]); used = 0 }
+                let n = min(made.items[i].count - from, capacity - used)
+                made.items[i].pieces.append((made.buckets.count - 1, from, n, used))
+                made.buckets[made.buckets.count - 1].append((i, from, n))
+                from += n
+                used += n
+            }
+        }
+        made.floats = made.items.reduce(0) { $0 + $1.count }
+        if plan.bucketBytes != bucketBytes { for b in buckets { b.deallocate() }; buckets = [] }
+        while buckets.count < made.buckets.count { buckets.append(.allocate(capacity: capacity)) }
+        pending = [Int](repeating: 0, count: made.buckets.count)
+        requests = [CMPI_Request?](repeating: nil, count: made.buckets.count)
+        finished = [Bool](repeating: false, count: made.buckets.count)
+        packed = [Bool](repeating: false, count: made.items.count)
+        plan = made
+        return made
+    }
+
+    /// Copies item `i` (final now) into its buckets, starts every bucket that is complete and
+    /// whose predecessors have started, and lets MPI progress the ones in flight (Open MPI moves
+    /// a non-blocking collective only inside MPI calls: no progress thread).
+    private func pack(_ i: Int, _ plan: BucketPlan) {
+        guard !packed[i] else { return }
+        packed[i] = true
+        let item = plan.items[i]
+        for piece in item.pieces {
+            (buckets[piece.bucket].baseAddress! + piece.offset).update(from: item.floats + piece.from, count: piece.count)
+            pending[piece.bucket] -= 1
+        }
+        guard failure == nil else { return }
+        do {
+            while started < plan.buckets.count, pending[started] == 0 {
+                let count = plan.buckets[started].reduce(0) { $0 + $1.count }
+                try api.check(api.iallreduce(cmpi_in_place(), buckets[started].baseAddress, Int32(count), api.float, api.sum, api.world, &requests[started]),
+                              "MPI_Iallreduce")
+                started += 1
+            }
+            for b in 0..<started where !finished[b] {
+                var done: Int32 = 0
+                try api.check(api.test(&requests[b], &done, nil), "MPI_Test (the gradient all-reduce)")
+                finished[b] = done != 0
+                break   // the oldest in flight: the others follow it
+            }
+        } catch {
+            failure = error
+        }
     }
 
     // MARK: - BatchNormSynchronizer
@@ -150,9 +233,47 @@ public final class MPICommunicator: DataParallelGroup, BatchNormSynchronizer {
     /// cannot throw): a failure ends this process with one line, and mpirun the others.
     public func sumStatistics(_ values: UnsafeMutableBufferPointer<Double>) {
         do { try allReduceSum(values) } catch {
-            FileHandle.standardError.write(Data("Error: \(error) (in synchronized batch norm)\n".utf8))
-            exit(1)
+            Self.exitWithError("\(error) (in synchronized batch norm)")
         }
+    }
+
+    // MARK: - One error line per job
+
+    /// This process's rank in an mpirun job, from the launcher's environment (known before
+    /// `MPI_Init`, and without Open MPI's library); `nil` outside mpirun.
+    public static var launcherRank: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"]).flatMap { Int($0) }
+    }
+
+    /// How long a rank other than 0 waits before printing its error: Open MPI's mpirun ends the
+    /// other ranks when one exits with a non-zero status, about 1 s after it here (a `kill -9`'d
+    /// rank's job ended 1 s later; a 2-rank job failing on a bad flag ends 1.2 s after its start,
+    /// `DistributedTests.errorsPrintOnce`), so an error that rank 0 meets too is printed once.
+    public static let peerErrorDelay = 3.0
+
+    /// Prints `message` as one `Error:` line on standard error and exits with status 1, once per
+    /// job when every rank meets the same error: rank 0 (or a process outside mpirun) prints at
+    /// once; another rank first waits ``peerErrorDelay`` seconds, in which mpirun ends it if rank
+    /// 0 failed too. A rank that fails alone (its host lacks the data) still prints, that much
+    /// later, and mpirun then ends the others. No collective is involved (the ranks may be at
+    /// different ones, or before `MPI_Init`), so nothing can hang: the process exits within
+    /// ``peerErrorDelay`` seconds.
+    ///
+    /// `atOnce`: the ranks agreed that this one reports (``RankFailure``; the others end with
+    /// ``exitAfterPeerFailure()``), so it prints without waiting.
+    public static func exitWithError(_ message: String, atOnce: Bool = false) -> Never {
+        if !atOnce, let rank = launcherRank, rank != 0 { usleep(useconds_t(peerErrorDelay * 1_000_000)) }
+        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+        exit(1)
+    }
+
+    /// Ends a rank whose failure another rank reports (``PeerFailure``): with status 1 after
+    /// ``peerErrorDelay`` seconds, so that the reporting rank's line is out before mpirun,
+    /// seeing this exit, ends it.
+    public static func exitAfterPeerFailure() -> Never {
+        if launcherRank != nil { usleep(useconds_t(peerErrorDelay * 1_000_000)) }
+        exit(1)
     }
 
     // MARK: - Waiting with a deadline

@@ -531,6 +531,45 @@ public final class Graph {
     /// - Parameter seed: the gradient of the loss value, plain layout; `nil` means 1 for
     ///   every element (the usual scalar loss).
     public func backward(seed: [Float]? = nil) {
+        seedLossGradient(seed)
+        for node in backwardNodes { node.backward(self) }
+    }
+
+    /// ``backward(seed:)`` that calls `final` with each parameter as soon as its gradient is
+    /// final: right after the last backward step that contributes to it (a parameter read by
+    /// several nodes is final after the last of them in backward order), so that a caller can
+    /// start moving it (a data-parallel all-reduce) while the rest of backward runs. Each
+    /// parameter whose gradient the pass sets is reported exactly once, in the same order at
+    /// every call; the gradients are those of ``backward(seed:)``, bit for bit.
+    ///
+    /// The order is computed from the planned steps at the first call; later calls allocate
+    /// nothing.
+    public func backward(seed: [Float]? = nil, onParameterGradientFinal final: (Parameter) -> Void) {
+        seedLossGradient(seed)
+        let finals = parametersFinalAfterStep
+        for (step, node) in backwardNodes.enumerated() {
+            node.backward(self)
+            for parameter in finals[step] { final(parameter) }
+        }
+    }
+
+    /// For each backward step, the parameters whose gradients are final once it has run: the
+    /// ones it reads whose gradient the plan writes (`parameterGradientSink`) and that no later
+    /// step reads.
+    private lazy var parametersFinalAfterStep: [[Parameter]] = {
+        var reported = Set<ObjectIdentifier>()
+        var finals = [[Parameter]](repeating: [], count: backwardNodes.count)
+        for step in backwardNodes.indices.reversed() {
+            for parameter in backwardNodes[step].parameters
+            where parameterGradientWritten.contains(ObjectIdentifier(parameter)) && reported.insert(ObjectIdentifier(parameter)).inserted {
+                finals[step].append(parameter)
+            }
+        }
+        return finals
+    }()
+
+    /// Sets the loss's gradient to `seed` (`nil`: ones) before a backward pass.
+    private func seedLossGradient(_ seed: [Float]?) {
         precondition(isPlanned && root != nil && computesGradients, "plan the graph with a loss to run backward")
         let root = root!
         let g = values[root].gradient!
@@ -544,7 +583,6 @@ public final class Graph {
         } else {
             try! writePlain([Float](repeating: 1, count: count), into: g, shape: values[root].shape)
         }
-        for node in backwardNodes { node.backward(self) }
     }
 
     // MARK: - Edges: plain arrays in and out

@@ -10,7 +10,7 @@ import ResNetInference
 /// With a group, a ``Trainer`` splits every global batch into `size` contiguous shards (rank
 /// `r` takes images `r * B/size ..< (r + 1) * B/size` of the batch a single process would
 /// take, augmented identically), each rank computes the gradient of its shard's mean loss, and
-/// ``reduceGradients(_:scale:averaging:)`` turns them into the global batch's mean gradient
+/// ``reduceGradients(_:scale:averaging:during:)`` turns them into the global batch's mean gradient
 /// before the identical update on every rank. Every call is collective: all ranks make the same
 /// calls in the same order.
 public protocol DataParallelGroup: AnyObject {
@@ -22,11 +22,28 @@ public protocol DataParallelGroup: AnyObject {
     /// Rank 0's `bytes` (the argument is ignored on other ranks).
     func broadcast(_ bytes: [UInt8]) throws -> [UInt8]
     /// Replaces every parameter's gradient by `scale` times its sum over ranks, and the values
-    /// of `statistics` (batch-norm running statistics) by their mean over ranks.
-    func reduceGradients(_ parameters: [Parameter], scale: Float, averaging statistics: [Parameter]) throws
+    /// of `statistics` (batch-norm running statistics) by their mean over ranks, overlapped with
+    /// the backward pass that produces the gradients.
+    ///
+    /// Calls `backward` once, with a function `backward` calls with the index in `parameters`
+    /// of each parameter as soon as its gradient is final (``Graph/backward(seed:onParameterGradientFinal:)``),
+    /// so that the reduction of the gradients that are done can travel while the rest are
+    /// computed; the `statistics` must be final before the call. Indices never reported are
+    /// taken as final when `backward` returns. The result is bit for bit that of `backward`
+    /// followed by ``reduceGradients(_:scale:averaging:)``; every rank must report in the same
+    /// order (the same planned graph does).
+    func reduceGradients(_ parameters: [Parameter], scale: Float, averaging statistics: [Parameter],
+                         during backward: (_ gradientIsFinal: (Int) -> Void) -> Void) throws
 }
 
 extension DataParallelGroup {
+    /// Replaces every parameter's gradient by `scale` times its sum over ranks, and the values
+    /// of `statistics` (batch-norm running statistics) by their mean over ranks: the gradients
+    /// are final already.
+    public func reduceGradients(_ parameters: [Parameter], scale: Float, averaging statistics: [Parameter]) throws {
+        try reduceGradients(parameters, scale: scale, averaging: statistics) { _ in }
+    }
+
     /// The sum over ranks of one number per rank.
     public func sum(_ values: [Double]) throws -> [Double] {
         var v = values
@@ -42,9 +59,16 @@ public struct PeerFailure: Error, CustomStringConvertible {
     public var description: String { "another rank failed" }
 }
 
+/// This rank's own failure in a data-parallel run, which the others know of and end for with
+/// ``PeerFailure``: this one says why, at once.
+public struct RankFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 extension Trainer {
     /// Checks that every rank has rank 0's configuration; the ranks that differ end with one
-    /// line naming the settings, the others with ``PeerFailure``.
+    /// line naming the settings (``RankFailure``), the others with ``PeerFailure``.
     static func checkSameConfiguration(_ configuration: RunConfiguration, group: any DataParallelGroup) throws {
         // Hosts may differ in cores: the thread count is each rank's own.
         var compared = configuration
@@ -60,7 +84,7 @@ extension Trainer {
             let a = Mirror(reflecting: compared).children, b = Mirror(reflecting: root).children
             fields = zip(a, b).filter { String(describing: $0.value) != String(describing: $1.value) }.compactMap(\.0.label).joined(separator: ", ")
         }
-        throw TrainingError.invalidOption("rank \(group.rank): its run configuration differs from rank 0's (\(fields)): every rank must run the same command on the same data")
+        throw RankFailure("rank \(group.rank): its run configuration differs from rank 0's (\(fields)): every rank must run the same command on the same data")
     }
 
     /// Evaluates `dataset` with `evaluator`; in a data-parallel run each rank evaluates its

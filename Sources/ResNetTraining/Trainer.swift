@@ -44,12 +44,22 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var transfer: TransferSettings?
     /// Only some classes of the data set, and at most so many training images of each.
     public var dataSubset: DataSubset?
+    /// Batch norm's statistics: each global batch is normalized in this many equal contiguous
+    /// parts, as one process with `--micro-batches` this many would (under mpirun: ranks x
+    /// micro-batches per rank; 1 with synchronized batch norm). Recorded because it changes the
+    /// result, unlike the rank count, which a resume may change
+    /// (``batchNormLaunch(processes:microBatches:synchronizesBatchNorm:)``). `nil`: 1 (runs
+    /// record it only when it is not 1, so runs made before it was recorded read as 1).
+    public var microBatches: Int?
+    /// `--sync-bn`: under mpirun, batch norm normalizes with the global batch's statistics
+    /// (``microBatches`` is then 1); a resume keeps it. `nil`: no (recorded only when set).
+    public var synchronizesBatchNorm: Bool?
 
     public init(model: String, modelOptions: ModelOptions, imageShape: [Int], classNames: [String], dataset: String,
                 dataPath: String?, recipe: Recipe, seed: UInt64, normalization: Normalization, trainingCount: Int,
                 validationCount: Int, threads: Int, deterministic: Bool, precision: Precision = .fp32, monitorsTest: Bool? = nil,
                 skipsTest: Bool? = nil, loadedImageSize: [Int]? = nil, transfer: TransferSettings? = nil,
-                dataSubset: DataSubset? = nil) {
+                dataSubset: DataSubset? = nil, microBatches: Int? = nil, synchronizesBatchNorm: Bool? = nil) {
         self.model = model
         self.modelOptions = modelOptions
         self.imageShape = imageShape
@@ -69,6 +79,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         self.loadedImageSize = loadedImageSize
         self.transfer = transfer
         self.dataSubset = dataSubset
+        self.microBatches = microBatches
+        self.synchronizesBatchNorm = synchronizesBatchNorm
+    }
+
+    /// The configuration with the batch-norm settings at their defaults (1 part, not
+    /// synchronized) written as `nil`, as runs record them: such a run's `config.json` is the
+    /// one it had before they were recorded.
+    var recordingBatchNormDefaultsAsNil: RunConfiguration {
+        var c = self
+        if c.microBatches == 1 { c.microBatches = nil }
+        if c.synchronizesBatchNorm == false { c.synchronizesBatchNorm = nil }
+        return c
     }
 
     /// Builds the network this configuration describes (weights from `seed`).
@@ -217,36 +239,53 @@ public final class Trainer {
     ///   - group: a data-parallel run's processes; every rank must pass the same configuration
     ///     (checked against rank 0's). Rank 0 alone reads and writes the run directory; a
     ///     resume hands its checkpoint to the others.
-    ///   - microBatches: train each process's part of a batch in this many micro-batches.
-    public init(configuration: RunConfiguration, training: ImageDataset, validation: ImageDataset?,
+    ///   - microBatches: train each process's part of a batch in this many micro-batches
+    ///     (`--micro-batches`; `nil`: 1 in a new run, what the run records on a resume).
+    ///   - synchronizesBatchNorm: `--sync-bn` (a resume keeps what the run records).
+    ///
+    /// A new run records both in its configuration (``RunConfiguration/microBatches``: ranks x
+    /// micro-batches); a resume takes them from it, or refuses settings that would change batch
+    /// norm's statistics (``RunConfiguration/batchNormLaunch(processes:microBatches:synchronizesBatchNorm:)``).
+    public init(configuration given: RunConfiguration, training: ImageDataset, validation: ImageDataset?,
                 test: ImageDataset? = nil, runDirectory: URL, resume: Bool,
-                group: (any DataParallelGroup)? = nil, microBatches: Int = 1, synchronizesBatchNorm: Bool = false) throws {
-        self.configuration = try configuration.validated()
-        self.runDirectory = runDirectory
+                group: (any DataParallelGroup)? = nil, microBatches: Int? = nil, synchronizesBatchNorm: Bool = false) throws {
         self.group = group?.size ?? 1 > 1 ? group : nil
-        self.microBatches = microBatches
-        self.synchronizesBatchNorm = synchronizesBatchNorm
-        let processes = self.group?.size ?? 1, batch = configuration.recipe.batchSize
+        let processes = self.group?.size ?? 1, batch = given.recipe.batchSize
+        var configuration = try given.validated().recordingBatchNormDefaultsAsNil
+        if !resume {
+            let parts = synchronizesBatchNorm ? 1 : processes * (microBatches ?? 1)
+            configuration.microBatches = parts
+            configuration.synchronizesBatchNorm = synchronizesBatchNorm
+            configuration = configuration.recordingBatchNormDefaultsAsNil
+        }
         // The ranks' configurations are compared first; the checks after it then fail alike on
         // every rank, and rank 0 alone says so.
         if let group = self.group { try Self.checkSameConfiguration(configuration, group: group) }
         let quiet = (self.group?.rank ?? 0) != 0
         func refuse(_ message: String) -> any Error { quiet ? PeerFailure() : TrainingError.invalidOption(message) }
-        guard microBatches >= 1 else { throw refuse("\(microBatches) micro-batches (at least 1)") }
+        if let microBatches, microBatches < 1 { throw refuse("\(microBatches) micro-batches (at least 1)") }
         guard processes <= batch else {
             throw refuse("\(processes) processes for a global batch of \(batch) images: every process needs at least one image of each batch (use at most \(batch) ranks or a larger --batch-size)")
         }
-        guard batch % (processes * microBatches) == 0 else {
+        let launch: (microBatches: Int, synchronizesBatchNorm: Bool)
+        do {
+            launch = try configuration.batchNormLaunch(processes: processes, microBatches: resume ? microBatches : microBatches ?? 1,
+                                                       synchronizesBatchNorm: synchronizesBatchNorm)
+        } catch let error as TrainingError { throw refuse(error.description) }
+        self.microBatches = launch.microBatches
+        self.synchronizesBatchNorm = launch.synchronizesBatchNorm
+        guard batch % (processes * launch.microBatches) == 0 else {
             throw refuse(processes > 1
-                ? "the global batch of \(batch) images cannot be split evenly over \(processes) processes\(microBatches > 1 ? " x \(microBatches) micro-batches" : ""): use a batch size that is a multiple of \(processes * microBatches)"
-                : "a batch of \(batch) images cannot be split into \(microBatches) equal micro-batches")
+                ? "the global batch of \(batch) images cannot be split evenly over \(processes) processes\(launch.microBatches > 1 ? " x \(launch.microBatches) micro-batches" : ""): use a batch size that is a multiple of \(processes * launch.microBatches)"
+                : "a batch of \(batch) images cannot be split into \(launch.microBatches) equal micro-batches")
         }
         // Checked in one process too, so that a command line that runs alone runs under mpirun.
-        if synchronizesBatchNorm {
+        if launch.synchronizesBatchNorm {
             if let group = self.group, !(group is any BatchNormSynchronizer) { throw refuse("this process group cannot synchronize batch norm") }
-            guard microBatches == 1 else { throw refuse("synchronized batch norm works on whole shards: use --micro-batches 1") }
             guard (configuration.precision ?? .fp32) == .fp32 else { throw refuse("synchronized batch norm needs fp32 training: add --precision fp32") }
         }
+        self.configuration = try configuration.validated()
+        self.runDirectory = runDirectory
         self.training = training
         self.validation = validation?.count == 0 ? nil : validation
         if configuration.monitorsTest == true {
@@ -300,7 +339,7 @@ public final class Trainer {
                 guard files.fileExists(atPath: last.path) else {
                     throw TrainingError.checkpoint("\(runDirectory.path): no run to resume (no last.safetensors)")
                 }
-                let saved = try Self.loadConfiguration(runDirectory)
+                let saved = try Self.loadConfiguration(runDirectory).recordingBatchNormDefaultsAsNil
                 guard saved == configuration else {
                     throw TrainingError.checkpoint("\(runDirectory.path): the run was made with other settings (model, data or recipe); resume without changing them")
                 }

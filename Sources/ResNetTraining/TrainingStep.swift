@@ -82,7 +82,11 @@ public final class TrainingStep {
         labelBuffer = [Int32](repeating: 0, count: graphBatch)
         if microBatches > 1 { accumulated = parameters.map { [Float](repeating: 0, count: $0.count) } }
         if group != nil { runningStatistics = Self.updatedRunningStatistics(model) }
+        parameterIndex = Dictionary(uniqueKeysWithValues: parameters.enumerated().map { (ObjectIdentifier($1), $0) })
     }
+
+    /// Each trainable parameter's index in ``parameters``, for the graph's reports of final gradients.
+    private var parameterIndex: [ObjectIdentifier: Int] = [:]
 
     /// Sums of the micro-batches' gradients, one array per parameter.
     private var accumulated: [[Float]] = []
@@ -140,8 +144,9 @@ public final class TrainingStep {
 
     /// The step of a data-parallel run or of several micro-batches: each micro-batch's forward
     /// and backward, the gradients summed, the loss sums and a stop request reduced over the
-    /// group (so every rank agrees whether the loss is finite before the gradients are), the
-    /// gradients reduced to the global batch's mean, the hook, the update.
+    /// group (so every rank agrees whether the loss is finite before any gradient moves and
+    /// before any weight changes), then the last backward with the gradients reduced to the
+    /// global batch's mean as they become final, the hook, the update.
     private func parallelStep(images batch: UnsafeBufferPointer<Float>, labels batchLabels: UnsafeBufferPointer<Int32>,
                               learningRate: Float) throws -> Result {
         optimizer.learningRate = learningRate
@@ -164,6 +169,10 @@ public final class TrainingStep {
             }
             guard value.isFinite else { nonFinite = value; break }
             lossSum += Double(value) * Double(micro)
+            // A group's last backward runs with the gradient all-reduce, once the ranks agree
+            // below that every loss is finite (a rank whose loss is not skips backward, so its
+            // collectives would not match the others').
+            if group != nil && m == microBatches - 1 { break }
             graph.backward()
             guard microBatches > 1 else { continue }
             for (k, p) in parameters.enumerated() {
@@ -178,19 +187,29 @@ public final class TrainingStep {
         let globalImages = Double(batchSize * (group?.size ?? 1))
         if let nonFinite { throw NonFiniteLoss(value: nonFinite) }
         guard sums[2] == 0 else { throw NonFiniteLoss(value: .nan) }   // another rank's
-        if microBatches > 1 {
-            // The sum of the micro-batches' means; divided by their count here, or with the
-            // group's size in one scale below.
-            let scale: Float = group == nil ? 1 / Float(microBatches) : 1
-            for (k, p) in parameters.enumerated() {
-                let g = p.gradient.floats
-                accumulated[k].withUnsafeBufferPointer { a in
-                    if scale == 1 { for i in 0..<a.count { g[i] = a[i] } } else { for i in 0..<a.count { g[i] = a[i] * scale } }
+        if let group {
+            // The last micro-batch's backward; each gradient, once final, gets the earlier
+            // micro-batches' sum (the same additions in the same order as a sum after
+            // backward) and goes to the all-reduce while backward continues. Scaled once: the
+            // mean over micro-batches and ranks.
+            let accumulates = microBatches > 1
+            try group.reduceGradients(parameters, scale: 1 / Float(microBatches * group.size), averaging: runningStatistics) { gradientIsFinal in
+                graph.backward { parameter in
+                    guard let k = parameterIndex[ObjectIdentifier(parameter)] else { return }
+                    if accumulates {
+                        let g = parameter.gradient.floats
+                        accumulated[k].withUnsafeBufferPointer { a in for i in 0..<a.count { g[i] = a[i] + g[i] } }
+                    }
+                    gradientIsFinal(k)
                 }
             }
-        }
-        if let group {
-            try group.reduceGradients(parameters, scale: 1 / Float(microBatches * group.size), averaging: runningStatistics)
+        } else if microBatches > 1 {
+            // The mean of the micro-batches' means.
+            let scale = 1 / Float(microBatches)
+            for (k, p) in parameters.enumerated() {
+                let g = p.gradient.floats
+                accumulated[k].withUnsafeBufferPointer { a in for i in 0..<a.count { g[i] = a[i] * scale } }
+            }
         }
         try gradientHook?(parameters)
         optimizer.update(parameters)

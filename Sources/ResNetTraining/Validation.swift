@@ -110,7 +110,47 @@ extension RunConfiguration {
             throw bad("the run would take more than \(maximumIterations) iterations")
         }
         guard threads >= 1, threads <= 1_024 else { throw bad("\(threads) threads") }
+        if let microBatches, microBatches < 1 || recipe.batchSize % microBatches != 0 {
+            throw bad("\(microBatches) micro-batches for batches of \(recipe.batchSize)")
+        }
+        if synchronizesBatchNorm == true, (microBatches ?? 1) != 1 { throw bad("synchronized batch norm with \(microBatches!) micro-batches") }
         return self
+    }
+
+    /// How `processes` ranks (1: one process) train this run so that batch norm sees the
+    /// statistics the run records (``microBatches``, ``synchronizesBatchNorm``): the micro-batches
+    /// per rank, and whether the ranks synchronize batch norm.
+    ///
+    /// `microBatches` and `synchronizesBatchNorm` are what the command line asked (`nil`, false:
+    /// nothing). What the run records wins: a setting not given is taken from it (2 recorded
+    /// parts on 2 ranks: 1 micro-batch each; alone: 2), and one that would change the statistics
+    /// is refused in one line instead of changing the training in silence.
+    public func batchNormLaunch(processes: Int, microBatches requested: Int?,
+                                synchronizesBatchNorm requestedSync: Bool) throws -> (microBatches: Int, synchronizesBatchNorm: Bool) {
+        let parts = microBatches ?? 1, batch = recipe.batchSize
+        let synchronized = requestedSync || synchronizesBatchNorm == true
+        func refuse(_ why: String) -> TrainingError { .invalidOption("this run normalizes batch norm \(why)") }
+        let recorded = parts == 1 ? "over each whole batch of \(batch) images" : "in \(parts) parts of \(batch / parts) images (\(parts) micro-batches or ranks)"
+        if synchronized {
+            if let requested, requested != 1 { throw TrainingError.invalidOption("synchronized batch norm works on whole shards: use --micro-batches 1") }
+            guard parts == 1 else {
+                throw refuse("\(recorded); --sync-bn would normalize over the whole batch: resume without --sync-bn")
+            }
+            return (1, true)
+        }
+        if let requested {
+            guard requested >= 1 else { throw TrainingError.invalidOption("\(requested) micro-batches (at least 1)") }
+            guard processes * requested == parts else {
+                let asked = "\(processes > 1 ? "\(processes) ranks x " : "")\(requested) micro-batches"
+                let fix = parts % processes == 0 ? "--micro-batches \(parts / processes)" : parts == 1 ? "--sync-bn" : "a rank count that divides \(parts)"
+                throw refuse("\(recorded), \(asked) would change that: use \(fix), or leave --micro-batches out")
+            }
+            return (requested, false)
+        }
+        guard parts % processes == 0 else {
+            throw refuse("\(recorded); \(processes) ranks cannot keep that: \(parts == 1 ? "add --sync-bn" : "use a rank count that divides \(parts)")")
+        }
+        return (parts / processes, false)
     }
 }
 

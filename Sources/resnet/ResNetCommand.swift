@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import ResNetDistributed
 import ResNetEngine
 import ResNetTraining
 
@@ -14,7 +15,8 @@ struct ResNetCommand: ParsableCommand {
     )
 
     /// Runs the command; every failure ends in one `Error:` line on standard error and exit
-    /// code 1 (ArgumentParser's own usage errors would print usage text and exit 64).
+    /// code 1 (ArgumentParser's own usage errors would print usage text and exit 64), once per
+    /// mpirun job when all ranks fail alike (``MPICommunicator/exitWithError(_:)``).
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -25,9 +27,10 @@ struct ResNetCommand: ParsableCommand {
             if exitCode(for: error) == .success { self.exit(withError: error) }   // --help, --version
             let message = fullMessage(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                 .first { !$0.isEmpty } ?? "\(error)"
-            let line = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            FileHandle.standardError.write(Data("Error: \(line)\n".utf8))
-            Foundation.exit(1)
+            // Under mpirun every rank may meet the same error: rank 0 alone says it, unless the
+            // ranks agreed that this one reports.
+            MPICommunicator.exitWithError(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message,
+                                          atOnce: (error as? UserError)?.ownRankFailure == true)
         }
     }
 }
@@ -67,5 +70,10 @@ func stopOnControlC(_ interruption: Interruption) -> DispatchSourceSignal {
 /// A one-line error for the user, with a non-zero exit, instead of a stack trace.
 struct UserError: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    /// Under mpirun: this rank's own failure, which the other ranks end for quietly (``RankFailure``).
+    var ownRankFailure = false
+    init(_ description: String, ownRankFailure: Bool = false) {
+        self.description = description
+        self.ownRankFailure = ownRankFailure
+    }
 }

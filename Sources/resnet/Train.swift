@@ -105,12 +105,14 @@ struct Train: ParsableCommand {
     var skipTest = false
     @Flag(help: "Evaluate the test split at every epoch's end and log it (test_loss, test_accuracy in metrics.csv), as the paper's Fig. 6 plots test error during training. Never used to choose the checkpoint, reduce the rate or stop.")
     var monitorTest = false
-    @Option(help: "Train each batch as K equal micro-batches (batch-norm statistics per micro-batch, gradients averaged): less memory for the same batch, and a single process's equivalent of K ranks without synchronized batch norm. Not part of the run's configuration, like the rank count.")
-    var microBatches: Int = 1
-    @Flag(name: .customLong("sync-bn"), help: "Under mpirun: batch norm normalizes with the statistics of the whole global batch (sums all-reduced in forward and backward; fp32 only) instead of each rank's shard. Accepted and without effect in one process.")
+    @Option(help: "Train each batch as K equal micro-batches (batch-norm statistics per micro-batch, gradients averaged): less memory for the same batch, and a single process's equivalent of K ranks without synchronized batch norm. Recorded (as ranks x K) and kept by --resume, which refuses a value that would change batch norm's statistics.")
+    var microBatches: Int?
+    @Flag(name: .customLong("sync-bn"), help: "Under mpirun: batch norm normalizes with the statistics of the whole global batch (sums all-reduced in forward and backward; fp32 only) instead of each rank's shard. Accepted and without effect in one process. Recorded and kept by --resume.")
     var syncBatchNorm = false
     @Option(help: "Under mpirun: seconds a rank waits for the others at a collective before the job ends with an error (a rank died or hangs).")
     var mpiTimeout: Double = 300
+    @Option(name: .customLong("mpi-bucket-mb"), help: "Under mpirun: largest gradient all-reduce bucket in MiB (default 4; each starts as soon as backward has finished its gradients). With 2 ranks any size gives the same result; with more, Open MPI may sum in another order.")
+    var mpiBucketMB: Double = 4
     @Flag(help: "List the recipes and exit.") var listRecipes = false
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var engine: EngineOptions
@@ -123,7 +125,11 @@ struct Train: ParsableCommand {
         var group: MPICommunicator?
         if MPICommunicator.isLaunchedByMPI {
             guard mpiTimeout.isFinite, mpiTimeout >= 1 else { throw UserError("--mpi-timeout must be at least 1 second, got \(mpiTimeout)") }
+            guard mpiBucketMB.isFinite, mpiBucketMB >= 1.0 / 1024, mpiBucketMB <= 1024 else {
+                throw UserError("--mpi-bucket-mb must be between 1/1024 (1 KiB) and 1024, got \(mpiBucketMB)")
+            }
             do { group = try MPICommunicator(timeout: mpiTimeout) } catch let error as DistributedError { throw UserError(error.description) }
+            group!.bucketBytes = Int(mpiBucketMB * 1_048_576) / 4 * 4
             sayIsSilent = group!.rank != 0
             // One rank per core by default: the cores of this host shared among its ranks.
             let environment = ProcessInfo.processInfo.environment
@@ -139,8 +145,10 @@ struct Train: ParsableCommand {
             throw UserError(error.description)
         } catch let error as DistributedError {
             throw UserError(error.description)
+        } catch let error as RankFailure {
+            throw UserError(error.description, ownRankFailure: true)
         } catch is PeerFailure {
-            throw ExitCode(1)   // the rank that failed said why
+            MPICommunicator.exitAfterPeerFailure()   // the rank that failed says why
         }
         group?.finalize()
     }
@@ -176,7 +184,7 @@ struct Train: ParsableCommand {
 
     private func train(group communicator: MPICommunicator?) throws {
         let group = (communicator?.size ?? 1) > 1 ? communicator : nil
-        guard microBatches >= 1 else { throw UserError("--micro-batches must be at least 1, got \(microBatches)") }
+        if let microBatches, microBatches < 1 { throw UserError("--micro-batches must be at least 1, got \(microBatches)") }
         let directory: URL
         let configuration: RunConfiguration
         var loaded: LoadedDataset
@@ -228,7 +236,9 @@ struct Train: ParsableCommand {
         if !json {
             say("\(configuration.model) on \(loaded.name): \(trainIndices.count) training / \(validationIndices.count) validation images, \(trainer.model.trainableParameterCount) parameters, \(ComputeEngine.shared.threadCount) threads, \((configuration.precision ?? .fp32).rawValue), shortcut \(configuration.modelOptions.shortcut)")
             if let group {
-                say("data parallel: \(group.size) ranks x \(ComputeEngine.shared.threadCount) threads, \(r.batchSize / group.size) images per rank and step\(microBatches > 1 ? " in \(microBatches) micro-batches" : "")\(syncBatchNorm ? ", synchronized batch norm" : "")")
+                say("data parallel: \(group.size) ranks x \(ComputeEngine.shared.threadCount) threads, \(r.batchSize / group.size) images per rank and step\(trainer.microBatches > 1 ? " in \(trainer.microBatches) micro-batches" : "")\(trainer.synchronizesBatchNorm ? ", synchronized batch norm" : "")")
+            } else if trainer.microBatches > 1 {
+                say("\(trainer.microBatches) micro-batches of \(r.batchSize / trainer.microBatches) images per step")
             }
             say("recipe \(r.name): \(r.optimizer) batch \(r.batchSize), \(r.schedule.resolvingLength(r.totalIterations(trainingCount: trainIndices.count)).summary), augment \(r.augmentations.map(\.specification).joined(separator: ",")), run \(directory.path)")
         }
@@ -271,9 +281,9 @@ struct Train: ParsableCommand {
         source.cancel()
         if let group, let communicator, communicator.reductions > 0, !json {
             let seconds = -started.timeIntervalSinceNow
-            say(String(format: "all-reduce: %.1f%% of the training time (%.2f ms per step, %.2f MB per rank and step, %d ranks)",
+            say(String(format: "all-reduce: %.1f%% of the training time (%.2f ms per step, %.2f MB per rank and step, %d ranks); sums (step losses, waiting for the slower rank): %.2f ms per step",
                        100 * communicator.reductionSeconds / max(seconds, 1e-9), 1000 * communicator.reductionSeconds / Double(communicator.reductions),
-                       Double(communicator.reducedFloats * 4) / 1e6, group.size))
+                       Double(communicator.reducedFloats * 4) / 1e6, group.size, 1000 * communicator.sumSeconds / Double(communicator.reductions)))
         }
         if outcome.interrupted { throw ExitCode(130) }
         // Rank 0 alone evaluates the test set and reports; the others are done.

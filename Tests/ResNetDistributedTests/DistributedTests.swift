@@ -163,6 +163,25 @@ struct DistributedTests {
         print("2 ranks against 2 micro-batches: \(count) weights, largest relative difference \(difference)")
         #expect(count > 70_000)
         #expect(difference <= 1e-5)
+        // Both record 2 parts of the batch for batch norm (2 micro-batches, 2 ranks).
+        for directory in [single, parallel] {
+            let json = try String(contentsOfFile: directory + "/config.json", encoding: .utf8)
+            #expect(json.contains("\"microBatches\" : 2"), "\(directory): \(json)")
+        }
+        // Buckets of 64 KiB: ResNet-8's 0.30 MB of gradients travel in 5 all-reduces, each started
+        // during backward as soon as its gradients are final; the same sums, the same weights.
+        let small = temporaryRunDirectory()
+        defer { try? FileManager.default.removeItem(atPath: small) }
+        let overlapped = try run(mpi(2, trainArguments(small, extra: ["--mpi-bucket-mb", "0.0625"])))
+        #expect(overlapped.status == 0, "\(overlapped.errors)")
+        let (smallBuckets, _) = try largestWeightDifference(single + "/last.safetensors", small + "/last.safetensors")
+        print("2 ranks with 64 KiB buckets against 2 micro-batches: largest relative difference \(smallBuckets)")
+        #expect(smallBuckets == 0)
+        // A resume that would change batch norm's statistics is refused in one line, by rank 0.
+        let changed = try run(mpi(2, ["train", "--resume", single, "--threads", "1", "--micro-batches", "2"]), timeout: 60)
+        #expect(changed.status != 0)
+        #expect(changed.errorLines == ["Error: this run normalizes batch norm in 2 parts of 64 images (2 micro-batches or ranks), 2 ranks x 2 micro-batches would change that: use --micro-batches 1, or leave --micro-batches out"],
+                "\(changed.errors)")
         // The sharded validation counts every image once.
         let validation = try String(contentsOfFile: parallel + "/validation.csv", encoding: .utf8)
         #expect(validation.split(separator: "\n").count == 3)   // header + 2 epoch ends
@@ -223,6 +242,64 @@ struct DistributedTests {
         #expect(mismatched.status != 0)
         #expect(mismatched.errorLines.count == 1, "\(mismatched.errors)")
         #expect(mismatched.errorLines.first?.contains("rank 1: its run configuration differs from rank 0's (recipe)") == true, "\(mismatched.errors)")
+    }
+
+    @Test("An error every rank meets is printed once (rank 0's); an error of one rank alone is still printed; both end the job in bounded time",
+          .enabled(if: distributedReady, "needs mpirun (apt-get install openmpi-bin) and the built resnet binary"))
+    func errorsPrintOnce() throws {
+        // Before MPI starts (a bad flag), and after (missing data).
+        let badFlag = try run(mpi(2, ["train", "--batch-size", "many"]), timeout: 60)
+        #expect(badFlag.status != 0)
+        #expect(badFlag.errorLines.count == 1 && badFlag.errorLines[0].contains("many"), "\(badFlag.errors)")
+        let missing = try run(mpi(2, trainArguments(temporaryRunDirectory()).map { $0 == sample ? "/nonexistent/cifar" : $0 }), timeout: 60)
+        #expect(missing.status != 0)
+        #expect(missing.errorLines.count == 1 && missing.errorLines[0].contains("/nonexistent/cifar"), "\(missing.errors)")
+        let bucket = try run(mpi(2, trainArguments(temporaryRunDirectory(), extra: ["--mpi-bucket-mb", "0"])), timeout: 60)
+        #expect(bucket.status != 0)
+        #expect(bucket.errorLines == ["Error: --mpi-bucket-mb must be between 1/1024 (1 KiB) and 1024, got 0.0"], "\(bucket.errors)")
+        print("the same error on 2 ranks: \(String(format: "%.1f", badFlag.seconds)) s and \(String(format: "%.1f", missing.seconds)) s, \(missing.errorLines)")
+        // Rank 1's host lacks the data: rank 0 waits for it at the configuration check, rank 1
+        // says why after its delay, and mpirun ends rank 0.
+        let directory = temporaryRunDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let common = trainArguments(directory, iterations: 5)
+        let alone = try run([mpirun!, "--oversubscribe", "--allow-run-as-root", "-np", "1", resnetBinary!] + common + [":",
+                             "-np", "1", resnetBinary!] + common.map { $0 == sample ? "/nonexistent/rank1" : $0 }, timeout: 60)
+        #expect(alone.status != 0)
+        #expect(alone.errorLines.count == 1 && alone.errorLines[0].contains("/nonexistent/rank1"), "\(alone.errors)")
+        #expect(alone.seconds < 30, "the job took \(alone.seconds) s")
+        print("an error of rank 1 alone: \(String(format: "%.1f", alone.seconds)) s, \(alone.errorLines)")
+    }
+
+    @Test("A hostfile naming an unreachable host: mpirun's launcher gives up within ssh's connect timeout, with a non-zero exit",
+          .enabled(if: distributedReady, "needs mpirun (apt-get install openmpi-bin) and the built resnet binary"))
+    func unreachableHost() throws {
+        guard let ssh = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            print("skipped: no ssh client, which Open MPI's launcher needs to reach another host"); return
+        }
+        let hostfile = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-hostfile-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: hostfile) }
+        // 10.255.255.1: a private address that nothing answers (packets are dropped, not refused).
+        try Data("localhost slots=1\n10.255.255.1 slots=1\n".utf8).write(to: hostfile)
+        let r = try run([mpirun!, "--allow-run-as-root", "--hostfile", hostfile.path, "-np", "2",
+                         "--mca", "plm_rsh_agent", ssh, "--mca", "plm_rsh_args", "-o ConnectTimeout=2 -o BatchMode=yes"]
+                        + [resnetBinary!] + trainArguments(temporaryRunDirectory(), iterations: 5), timeout: 60)
+        print("unreachable host: exit \(r.status) after \(String(format: "%.1f", r.seconds)) s; \(r.errors.split(separator: "\n").prefix(3))")
+        #expect(r.status != 0)
+        #expect(r.seconds < 30, "mpirun took \(r.seconds) s")
+        #expect(r.errors.contains("10.255.255.1") || r.errors.contains("unable to reliably start"), "\(r.errors)")
+    }
+
+    @Test("--sync-bn alone refuses what mpirun would refuse (bf16, micro-batches) with one line")
+    func synchronizedBatchNormRefusedAlone() throws {
+        guard let resnetBinary else { Issue.record("the resnet binary was not built beside the tests"); return }
+        let arguments = trainArguments(temporaryRunDirectory(), iterations: 1).filter { $0 != "--precision" && $0 != "fp32" }
+        let bf16 = try run([resnetBinary] + arguments + ["--sync-bn", "--precision", "bf16"], timeout: 60)
+        #expect(bf16.status == 1)
+        #expect(bf16.errorLines == ["Error: synchronized batch norm needs fp32 training: add --precision fp32"], "\(bf16.errors)")
+        let micro = try run([resnetBinary] + arguments + ["--sync-bn", "--micro-batches", "2", "--precision", "fp32"], timeout: 60)
+        #expect(micro.status == 1)
+        #expect(micro.errorLines == ["Error: synchronized batch norm works on whole shards: use --micro-batches 1"], "\(micro.errors)")
     }
 
     @Test("A rank that dies or hangs ends the job within a bounded time",
