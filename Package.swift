@@ -68,7 +68,7 @@ let package = Package(
         ], swiftSettings: hotSettings),
         // The HTTP server: a model file behind Hummingbird 2 with dynamic batching (issue 16).
         .target(name: "ResNetServing", dependencies: [
-            "ResNetInference", "ResNetData", "ResNetEngine",
+            "ResNetInference", "ResNetData", "ResNetEngine", "ResNetTensors",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "ResNetInferenceTests", dependencies: [
             "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers",
         ], exclude: ["Fixtures"]),
-        .testTarget(name: "ResNetServingTests", dependencies: ["ResNetServing", "ResNetInference", "ResNetModels", "ResNetData"]),
+        .testTarget(name: "ResNetServingTests", dependencies: ["ResNetServing", "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors"]),
         .testTarget(name: "ResNetDistributedTests", dependencies: ["ResNetDistributed", "ResNetTraining", "ResNetModels", "ResNetData", "ResNetInference"]),
         .testTarget(name: "ResNetOptimizersTests", dependencies: ["ResNetOptimizers", "ResNetTensors"]),
     ],

@@ -730,6 +730,11 @@ class Harness:
         for top in ("0", "-1", "9223372036854775807", "1"):
             add(["predict", model, img, "--json", "--top=" + top], must_fail=top in ("0", "-1"),
                 check=check_predict_json(1) if top != "1" else None)
+        for precision in ("bf16", "auto", "fp32", "fp8", "", "BF16"):
+            add(["predict", model, img, "--json", "--precision=" + precision], must_fail=precision not in ("bf16", "auto", "fp32"),
+                check=check_predict_json(1) if precision in ("bf16", "auto", "fp32") else None)
+            add(["evaluate", model, "--dataset", "folder", "--data", data, "--json", "--precision=" + precision],
+                must_fail=precision not in ("bf16", "auto", "fp32"), check=check_evaluate_json if precision in ("bf16", "auto", "fp32") else None)
         add(["predict", model], must_fail=True)
         add(["predict", os.path.join(self.work, "nope.safetensors"), img], must_fail=True)
         add(["predict", os.path.join(data, "test"), img], must_fail=True)

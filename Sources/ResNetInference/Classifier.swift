@@ -2,6 +2,7 @@ import Foundation
 import ResNetData
 import ResNetLayers
 import ResNetModels
+import ResNetTensors
 
 extension ModelCard {
     /// An image of any size as the network's input bytes, before normalization: channels in the
@@ -85,8 +86,15 @@ public final class Classifier {
     public let maximumBatchSize: Int
     private let evaluator: Evaluator
 
-    /// - Parameter maximumBatchSize: images per forward pass (1...1024).
-    public init(_ loaded: LoadedModel, maximumBatchSize: Int = 32) throws {
+    /// The number format the network runs in (``Precision``).
+    public var precision: Precision { evaluator.precision }
+
+    /// - Parameters:
+    ///   - maximumBatchSize: images per forward pass (1...1024).
+    ///   - precision: fp32 (the default: the model's own numbers), or bf16 where the CPU has
+    ///     native bf16 (ResNet-50 at batch 1 ran 1.9x faster on a Zen 5; probabilities differ
+    ///     by up to ~1e-2, see docs/performance.md).
+    public init(_ loaded: LoadedModel, maximumBatchSize: Int = 32, precision: Precision = .fp32) throws {
         guard (1...1_024).contains(maximumBatchSize) else {
             throw ModelFileError.invalidCard("a classifier's batch size must be in 1...1024, got \(maximumBatchSize)")
         }
@@ -103,7 +111,7 @@ public final class Classifier {
         self.loaded = loaded
         self.maximumBatchSize = maximumBatchSize
         evaluator = Evaluator(model: loaded.model, imageShape: loaded.card.input.shape, classCount: loaded.card.classNames.count,
-                              batchSize: maximumBatchSize, whitening: loaded.whitening, parametersAreConstant: true)
+                              batchSize: maximumBatchSize, whitening: loaded.whitening, parametersAreConstant: true, precision: precision)
     }
 
     /// Decodes a JPEG or PNG file with the channels the network takes (gray or RGB, converted

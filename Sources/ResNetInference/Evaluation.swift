@@ -33,6 +33,9 @@ public final class Evaluator {
     public let whitening: ZCAWhitening?
     /// Whether the model's parameters are taken to never change (see ``init(model:imageShape:classCount:batchSize:statistics:whitening:parametersAreConstant:)``).
     public let parametersAreConstant: Bool
+    /// The number format the network runs in: fp32, or bf16 (bfloat16 activations and
+    /// convolutions: ~2x faster where the CPU has native bf16, slightly less exact).
+    public let precision: Precision
 
     private struct Planned { let graph: Graph; let images: Tensor; let labels: LabelInput; let logits: Tensor; let loss: Tensor }
     private var graphs: [Int: Planned] = [:]
@@ -43,8 +46,9 @@ public final class Evaluator {
     ///   evaluator exists (a deployed model): weights are folded and reordered once, not
     ///   compared before every batch. Training's validation leaves it false.
     public init(model: any Layer, imageShape: [Int], classCount: Int, batchSize: Int = 500, statistics: BatchNormStatistics = .running,
-                whitening: ZCAWhitening? = nil, parametersAreConstant: Bool = false) {
+                whitening: ZCAWhitening? = nil, parametersAreConstant: Bool = false, precision: Precision = .fp32) {
         self.parametersAreConstant = parametersAreConstant
+        self.precision = precision
         derivedWeights = parametersAreConstant ? DerivedWeightStore() : nil
         self.whitening = whitening
         self.model = model
@@ -60,7 +64,8 @@ public final class Evaluator {
         model.eval()
         forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
         defer { if wasTraining { model.train() } }
-        let graph = Graph(computesGradients: false, parametersAreConstant: parametersAreConstant, derivedWeights: derivedWeights)
+        let graph = Graph(computesGradients: false, precision: precision, parametersAreConstant: parametersAreConstant,
+                          derivedWeights: derivedWeights)
         let images = graph.input([size] + imageShape)
         let labels = graph.labels(count: size)
         let logits = try model(images)

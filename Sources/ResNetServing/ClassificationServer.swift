@@ -67,7 +67,7 @@ public final class ClassificationServer: @unchecked Sendable {
     ///   model cannot run (a batch that does not fit in memory, a ZCA model without its whitening).
     public convenience init(model: sending LoadedModel, configuration: ServerConfiguration, logger: Logger? = nil) throws {
         let configuration = try configuration.validated()
-        let classifier = try Classifier(model, maximumBatchSize: configuration.maximumBatchSize)
+        let classifier = try Classifier(model, maximumBatchSize: configuration.maximumBatchSize, precision: configuration.precision)
         try self.init(classifier: classifier, configuration: configuration, logger: logger)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetTensors
 
 /// The settings of a ``ClassificationServer``: where it listens, how it batches, and the limits
 /// that keep a hostile or mistaken client from exhausting the machine.
@@ -42,6 +43,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var idleTimeout: Duration
     /// How long a graceful shutdown may wait for requests in flight before it cancels them.
     public var shutdownTimeout: Duration
+    /// The number format the network runs in (`--precision`): fp32, or bf16 where the CPU has native bf16.
+    public var precision: Precision
 
     /// The defaults of `resnet serve`: loopback port 8080, batches of up to 32 images waiting
     /// at most 5 ms, 256 images waiting, 16 MiB bodies, 40-megapixel images, 64 images per
@@ -49,7 +52,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public init(host: String = "127.0.0.1", port: Int = 8080, maximumBatchSize: Int = 32, maximumWait: Duration = .milliseconds(5),
                 queueLimit: Int = 256, maximumBodyBytes: Int = 16 << 20, maximumImagePixels: Int = 40_000_000,
                 maximumImagesPerRequest: Int = 64, decodeThreads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                inferenceThreads: Int? = nil, retryAfterSeconds: Int = 1, idleTimeout: Duration = .seconds(60), shutdownTimeout: Duration = .seconds(30)) {
+                inferenceThreads: Int? = nil, retryAfterSeconds: Int = 1, idleTimeout: Duration = .seconds(60), shutdownTimeout: Duration = .seconds(30),
+                precision: Precision = .fp32) {
+        self.precision = precision
         self.host = host
         self.port = port
         self.maximumBatchSize = maximumBatchSize

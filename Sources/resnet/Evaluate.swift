@@ -19,6 +19,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Batch size (1...4096).") var batchSize = 500
     @Flag(help: "Print JSON (loss, top1, top5 as fractions, per_class, confusion_matrix).") var json = false
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var number: InferencePrecisionOption
 
     func run() throws {
         guard (1...4_096).contains(batchSize) else { throw UserError("--batch-size must be in 1...4096, got \(batchSize)") }
@@ -58,7 +59,8 @@ struct Evaluate: ParsableCommand {
                          classes: card.classNames.count).checkFits(batchSize: min(batchSize, images.count), training: false)
         let start = Date()
         let result = try Evaluator(model: trained.loaded.model, imageShape: card.input.shape, classCount: card.classNames.count,
-                                   batchSize: batchSize, statistics: statistics, whitening: trained.loaded.whitening)
+                                   batchSize: batchSize, statistics: statistics, whitening: trained.loaded.whitening,
+                                   precision: number.resolved())
             .evaluate(images, normalization: card.preprocessing.normalization)
         if json {
             let encoder = JSONEncoder()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ResNetInference
+import ResNetTensors
 import ResNetTraining
 
 /// `resnet predict`: classify image files with a model.
@@ -20,6 +21,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Classes to show per image.") var top = 5
     @Flag(help: "Print JSON: an array of {file, predictions: [{class, index, probability}]}.") var json = false
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var number: InferencePrecisionOption
 
     /// One image's answer, as `--json` prints it.
     struct Result: Encodable {
@@ -31,7 +33,7 @@ struct Predict: ParsableCommand {
         guard !images.isEmpty else { throw UserError("give at least one image file after the model") }
         guard top >= 1 else { throw UserError("--top must be at least 1, got \(top)") }
         try engine.apply()
-        let classifier = try Classifier(try TrainedModel(model).loaded, maximumBatchSize: min(images.count, 32))
+        let classifier = try Classifier(try TrainedModel(model).loaded, maximumBatchSize: min(images.count, 32), precision: number.resolved())
         let card = classifier.card
         // Decode and prepare every file first (keeping only input-sized images), so that a bad
         // one stops us before any network work.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ResNetEngine
 import ResNetServing
+import ResNetTensors
 import ResNetTraining
 
 /// `resnet serve`: a model behind an HTTP server with dynamic batching (ResNetServing).
@@ -29,6 +30,7 @@ struct Serve: ParsableCommand {
     @Option(help: "The most images in one multipart request.") var maxImages = 64
     @Option(help: "Threads that decode and resize images (default: the number of cores).") var decodeThreads: Int?
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var number: InferencePrecisionOption
 
     func run() throws {
         try engine.apply()
@@ -40,6 +42,7 @@ struct Serve: ParsableCommand {
                                            maximumBodyBytes: maxBody, maximumImagePixels: maxPixels, maximumImagesPerRequest: maxImages,
                                            inferenceThreads: ComputeEngine.shared.threadCount)
         if let decodeThreads { settings.decodeThreads = decodeThreads }
+        settings.precision = number.resolved()
         settings = try settings.validated()
         let server = try ClassificationServer(model: try TrainedModel(model).loaded, configuration: settings)
         try server.runUntilSignalled()

@@ -1,6 +1,8 @@
 import Foundation
 import ResNetData
 import ResNetInference
+import ResNetServing
+import ResNetTensors
 import Testing
 @testable import ResNetServing
 
@@ -37,6 +39,21 @@ struct ServingTests {
         #expect(try all.predictions() == model.predictions([images[0].bytes], top: 3)[0])
         #expect(try await server.classify(images[0].bytes).predictions().count == 3)
         try await server.stop()
+    }
+
+    @Test func aBFloat16ClassifierAgreesWithFloat32WithinBFloat16Rounding() throws {
+        let model = try TestModel()
+        defer { model.remove() }
+        let images = try Self.images().map { try decodeImage($0.bytes, channels: 3, path: "test image") }
+        let exact = try Classifier(try model.load(), maximumBatchSize: 8)
+        let fast = try Classifier(try model.load(), maximumBatchSize: 8, precision: .bf16)
+        #expect(exact.precision == .fp32 && fast.precision == .bf16)
+        let (p, q) = (try exact.probabilities(images), try fast.probabilities(images))
+        let largest = zip(p.joined(), q.joined()).map { abs($0 - $1) }.max() ?? .infinity
+        // bfloat16 keeps 8 significant bits: each activation is rounded by up to 2^-9.
+        #expect(largest < 0.02, "largest difference \(largest)")
+        #expect(largest > 0, "bf16 should round somewhere: is it running in fp32?")
+        #expect(ServerConfiguration().precision == .fp32)
     }
 
     @Test func aMultipartRequestClassifiesEveryImageInOrder() async throws {
