@@ -56,15 +56,7 @@ public final class BatchLoader: @unchecked Sendable {
         guard dataset.count >= (dropLast ? batchSize : 1) else {
             throw DataOptionError("\(dataset.count) images cannot fill a batch of \(batchSize)")
         }
-        switch normalization {
-        case .perChannel(let mean, let std) where mean.count != dataset.channels || std.count != dataset.channels:
-            throw DataOptionError("normalization has \(mean.count) channels, the images \(dataset.channels)")
-        case .perPixelMean(let mean) where mean.count != dataset.elementsPerImage:
-            throw DataOptionError("per-pixel mean has \(mean.count) values, an image \(dataset.elementsPerImage)")
-        case .zca where whitening?.dimension != dataset.elementsPerImage:
-            throw DataOptionError("ZCA whitening needs a matrix fitted on images of this size (fit it with ZCAWhitening.fit)")
-        default: break
-        }
+        try normalization.check(channels: dataset.channels, elementsPerImage: dataset.elementsPerImage, whitening: whitening)
         self.dataset = dataset
         self.batchSize = batchSize
         self.shuffle = shuffle
@@ -138,21 +130,7 @@ public final class BatchLoader: @unchecked Sendable {
     }
 
     private func convert(_ source: UnsafePointer<UInt8>, to out: UnsafeMutablePointer<Float>) {
-        let plane = dataset.height * dataset.width
-        switch normalization {
-        case .none, .zca:
-            for i in 0..<dataset.elementsPerImage { out[i] = Float(source[i]) * (1 / 255) }
-        case .perChannel(let mean, let std):
-            for c in 0..<dataset.channels {
-                let m = mean[c], s = 1 / std[c]
-                let o = c * plane
-                for p in 0..<plane { out[o + p] = (Float(source[o + p]) * (1 / 255) - m) * s }
-            }
-        case .perPixelMean(let mean):
-            mean.withUnsafeBufferPointer { m in
-                for i in 0..<dataset.elementsPerImage { out[i] = Float(source[i]) * (1 / 255) - m[i] }
-            }
-        }
+        normalization.normalize(source, channels: dataset.channels, plane: dataset.height * dataset.width, into: out)
     }
 
     /// Storage for one batch.

@@ -15,6 +15,40 @@ public enum Normalization: Codable, Sendable, Equatable {
     /// a few seconds) and given to ``BatchLoader`` separately.
     case zca(epsilon: Float)
 
+    /// Throws unless this normalization fits images of `channels` and `elementsPerImage` values
+    /// (with a fitted `whitening` of that size for `.zca`).
+    public func check(channels: Int, elementsPerImage: Int, whitening: ZCAWhitening?) throws {
+        switch self {
+        case .perChannel(let mean, let std) where mean.count != channels || std.count != channels:
+            throw DataOptionError("normalization has \(mean.count) channels, the images \(channels)")
+        case .perPixelMean(let mean) where mean.count != elementsPerImage:
+            throw DataOptionError("per-pixel mean has \(mean.count) values, an image \(elementsPerImage)")
+        case .zca where whitening?.dimension != elementsPerImage:
+            throw DataOptionError("ZCA whitening needs a matrix fitted on images of this size (fit it with ZCAWhitening.fit)")
+        default: break
+        }
+    }
+
+    /// One planar image's bytes as network input: scaled to 0...1 and normalized (for `.zca`
+    /// only scaled: ``ZCAWhitening/apply(_:count:scratch:)`` whitens whole batches after).
+    /// ``BatchLoader`` and a deployed ``Classifier`` share it, so both give the same floats.
+    public func normalize(_ source: UnsafePointer<UInt8>, channels: Int, plane: Int, into out: UnsafeMutablePointer<Float>) {
+        switch self {
+        case .none, .zca:
+            for i in 0..<(channels * plane) { out[i] = Float(source[i]) * (1 / 255) }
+        case .perChannel(let mean, let std):
+            for c in 0..<channels {
+                let m = mean[c], s = 1 / std[c]
+                let o = c * plane
+                for p in 0..<plane { out[o + p] = (Float(source[o + p]) * (1 / 255) - m) * s }
+            }
+        case .perPixelMean(let mean):
+            mean.withUnsafeBufferPointer { m in
+                for i in 0..<(channels * plane) { out[i] = Float(source[i]) * (1 / 255) - m[i] }
+            }
+        }
+    }
+
     /// The epsilon of ZCA whitening by default (on pixels scaled to 0...1).
     public static let defaultZCAEpsilon: Float = 0.1
 

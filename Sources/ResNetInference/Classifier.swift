@@ -131,9 +131,9 @@ public final class Classifier {
     public func probabilities(_ images: [PlanarImage], prepared: Bool = false) throws -> [[Float]] {
         guard !images.isEmpty else { return [] }
         let input = card.input
-        let size = input.shape.reduce(1, *)
-        var pixels = [UInt8]()
-        pixels.reserveCapacity(images.count * size)
+        let classes = card.classNames.count
+        // Buffers kept between calls: a server classifies batch after batch.
+        pixels.removeAll(keepingCapacity: true)
         for image in images {
             if prepared {
                 guard image.channels == input.channels, image.height == input.height, image.width == input.width else {
@@ -144,14 +144,19 @@ public final class Classifier {
                 pixels += try card.prepare(image).pixels
             }
         }
-        let dataset = ImageDataset(images: pixels, labels: [Int32](repeating: 0, count: images.count), channels: input.channels,
-                                   height: input.height, width: input.width, classNames: card.classNames)
-        var probabilities = [[Float]](repeating: [], count: images.count)
-        _ = try evaluator.evaluate(dataset, normalization: card.preprocessing.normalization, onPrediction: { index, p in
-            probabilities[index] = Array(p)
-        })
-        return probabilities
+        if output.count < images.count * classes { output = [Float](repeating: 0, count: images.count * classes) }
+        try pixels.withUnsafeBufferPointer { bytes in
+            try output.withUnsafeMutableBufferPointer { out in
+                try evaluator.probabilities(ofPrepared: bytes, count: images.count, normalization: card.preprocessing.normalization,
+                                            into: UnsafeMutableBufferPointer(rebasing: out[..<(images.count * classes)]))
+            }
+        }
+        return (0..<images.count).map { Array(output[($0 * classes)..<(($0 + 1) * classes)]) }
     }
+
+    /// The prepared images of the last call and their probabilities.
+    private var pixels: [UInt8] = []
+    private var output: [Float] = []
 
     /// The `top` most probable classes of each image, most probable first (ties: lower index).
     public func classify(_ images: [PlanarImage], top: Int = 5, prepared: Bool = false) throws -> [[Prediction]] {

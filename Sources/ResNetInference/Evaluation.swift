@@ -76,6 +76,54 @@ public final class Evaluator {
         return p
     }
 
+    /// Softmax probabilities of `count` images already prepared (planar bytes of
+    /// ``imageShape`` each, one after another), written row by row into `probabilities`
+    /// (`count` x ``classCount``): the numbers ``evaluate(_:normalization:onPrediction:)``
+    /// reports, bit for bit, without a loader or its thread. Runs in batches of at most
+    /// ``batchSize``; after the first call for each batch size it allocates nothing.
+    public func probabilities(ofPrepared pixels: UnsafeBufferPointer<UInt8>, count: Int, normalization: Normalization,
+                              into probabilities: UnsafeMutableBufferPointer<Float>) throws {
+        let perImage = imageShape.reduce(1, *)
+        guard count >= 0, pixels.count == count * perImage, probabilities.count == count * classCount else {
+            throw ModelFileError.invalidCard("\(pixels.count) bytes and room for \(probabilities.count) probabilities for \(count) images of \(perImage) values and \(classCount) classes")
+        }
+        guard count > 0 else { return }
+        try normalization.check(channels: imageShape[0], elementsPerImage: perImage, whitening: whitening)
+        let plane = imageShape.dropFirst().reduce(1, *)
+        for start in stride(from: 0, to: count, by: batchSize) {
+            let n = min(batchSize, count - start)
+            let p = try planned(n)
+            p.graph.withInputBuffer(p.images) { input in
+                for k in 0..<n {
+                    normalization.normalize(pixels.baseAddress! + (start + k) * perImage, channels: imageShape[0], plane: plane,
+                                            into: input.baseAddress! + k * perImage)
+                }
+                if case .zca = normalization, let whitening {
+                    whitening.apply(input.baseAddress!, count: n, scratch: whiteningScratch(n * perImage))
+                }
+            }
+            p.graph.forward()
+            try p.graph.withValue(p.logits) { logits in
+                for i in 0..<n {
+                    let row = UnsafeBufferPointer(rebasing: logits[(i * classCount)..<((i + 1) * classCount)])
+                    softmax(row, into: UnsafeMutableBufferPointer(rebasing: probabilities[((start + i) * classCount)..<((start + i + 1) * classCount)]))
+                }
+            }
+        }
+    }
+
+    /// Scratch floats for whitening, grown on demand.
+    private var whiteningFloats: UnsafeMutableBufferPointer<Float>?
+    private func whiteningScratch(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if (whiteningFloats?.count ?? 0) < count {
+            whiteningFloats?.deallocate()
+            whiteningFloats = .allocate(capacity: count)
+        }
+        return whiteningFloats!.baseAddress!
+    }
+
+    deinit { whiteningFloats?.deallocate() }
+
     /// Evaluates on `dataset` after `normalization`.
     public func evaluate(_ dataset: ImageDataset, normalization: Normalization) throws -> EvaluationResult {
         try evaluate(dataset, normalization: normalization, onPrediction: nil)
@@ -107,10 +155,7 @@ public final class Evaluator {
                     let above = row.reduce(0) { $0 + ($1 > row[truth] ? 1 : 0) }
                     if above < 5 { top5 += 1 }
                     if let onPrediction {
-                        let m = row.max()!
-                        var sum: Float = 0
-                        for k in 0..<classCount { probabilities[k] = exp(row[k] - m); sum += probabilities[k] }
-                        for k in 0..<classCount { probabilities[k] /= sum }
+                        probabilities.withUnsafeMutableBufferPointer { softmax(row, into: $0) }
                         probabilities.withUnsafeBufferPointer { onPrediction(batch.indices[i], $0) }
                     }
                 }
@@ -126,6 +171,14 @@ public final class Evaluator {
                                 top5: Double(top5) / Double(max(1, n)), perClass: perClass, confusionMatrix: confusion,
                                 classNames: dataset.classNames)
     }
+}
+
+/// `exp(x - max) / sum`: one row of logits as probabilities.
+private func softmax(_ row: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>) {
+    let m = row.max()!
+    var sum: Float = 0
+    for k in row.indices { out[k] = exp(row[k] - m); sum += out[k] }
+    for k in row.indices { out[k] /= sum }
 }
 
 /// Calls `body` on every batch-norm layer under `module`.

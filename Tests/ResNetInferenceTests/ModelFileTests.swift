@@ -169,6 +169,45 @@ private func message(_ body: () throws -> Void) -> String {
         #expect(try classifier.classify(randomImages(2, height: 13, width: 21, seed: 2), top: 5).allSatisfy { $0.count == 3 })
     }
 
+    /// The deployed path (prepared bytes straight into the graph, no loader thread) gives the
+    /// evaluation loop's probabilities bit for bit, with every normalization and partial batches.
+    @Test func preparedImagesGiveTheEvaluationLoopsProbabilitiesExactly() throws {
+        let training = randomImages(40, height: 8, width: 8, seed: 5)
+        let fitted = ImageDataset(images: training.flatMap(\.pixels), labels: [Int32](repeating: 0, count: 40), channels: 3,
+                                  height: 8, width: 8, classNames: ["cat", "dog", "fish"])
+        let images = randomImages(7, height: 8, width: 8, seed: 12)
+        let dataset = ImageDataset(images: images.flatMap(\.pixels), labels: [Int32](repeating: 0, count: 7), channels: 3,
+                                   height: 8, width: 8, classNames: ["cat", "dog", "fish"])
+        let normalizations: [Normalization] = [.none, .perChannel(mean: [0.5, 0.4, 0.3], std: [0.25, 0.2, 0.3]),
+                                               .perPixelMean(fitted.pixelMean()), .zca(epsilon: 0.1)]
+        for normalization in normalizations {
+            let whitening = normalization == .zca(epsilon: 0.1) ? try ZCAWhitening.fit(fitted, epsilon: 0.1) : nil
+            let model = try smallCard(normalization: normalization).buildModel(seed: 3)
+            model.eval()
+            let evaluator = Evaluator(model: model, imageShape: [3, 8, 8], classCount: 3, batchSize: 3, whitening: whitening,
+                                      parametersAreConstant: true)
+            var expected = [Float](repeating: -1, count: 21)
+            _ = try evaluator.evaluate(dataset, normalization: normalization, onPrediction: { i, p in
+                for k in 0..<3 { expected[i * 3 + k] = p[k] }
+            })
+            var direct = [Float](repeating: -1, count: 21)
+            try dataset.images.withUnsafeBufferPointer { bytes in
+                try direct.withUnsafeMutableBufferPointer {
+                    try evaluator.probabilities(ofPrepared: bytes, count: 7, normalization: normalization, into: $0)
+                }
+            }
+            #expect(direct == expected, "\(normalization)")
+            // Sizes that do not match are refused, not read past.
+            #expect(throws: (any Error).self) {
+                try dataset.images.withUnsafeBufferPointer { bytes in
+                    try direct.withUnsafeMutableBufferPointer {
+                        try evaluator.probabilities(ofPrepared: bytes, count: 6, normalization: normalization, into: $0)
+                    }
+                }
+            }
+        }
+    }
+
     /// A classifier takes its model's parameters as constant (weights folded and reordered once);
     /// an evaluator without that promise sees every change, as training's validation needs.
     @Test func aClassifierDerivesItsWeightsOnceAndAnEvaluatorFollowsChanges() throws {

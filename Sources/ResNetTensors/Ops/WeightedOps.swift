@@ -222,6 +222,10 @@ class WeightedNode: Node {
             }
             store.entries[storeKey] = entry
             sharedWeights = entry
+            // Only the derivation reads the plain folded copy: it is freed once the weights are
+            // made (ResNet-50: ~100 MB), unless it is itself the layout the primitive wants.
+            foldedWeights = nil
+            reorderWeightsForward = nil
         }
         var bindings: [(Int32, Memory)] = [(Arg.src, try graph.memory(inputs[0])), (Arg.weights, forwardWeights),
                                            (Arg.dst, try graph.memory(outputs[0]))]
