@@ -109,4 +109,8 @@ public final class Arena: @unchecked Sendable {
 
     /// Bytes the arena holds.
     public var byteCount: Int { buffer?.byteCount ?? 0 }
+
+    /// The memories handed out so far, for an owner that binds them in a buffer it shares
+    /// with others instead of calling ``allocate()``.
+    public var memoriesHandedOut: [Memory] { memories }
 }

@@ -41,6 +41,8 @@ public final class Evaluator {
     private var graphs: [Int: Planned] = [:]
     /// With constant parameters, the graphs of every batch size share one copy of the weights.
     private let derivedWeights: DerivedWeightStore?
+    /// The graphs of every batch size run one at a time: one buffer holds their activations.
+    private let activations = ActivationArena()
 
     /// - Parameter parametersAreConstant: the model's parameters never change while this
     ///   evaluator exists (a deployed model): weights are folded and reordered once, not
@@ -65,7 +67,7 @@ public final class Evaluator {
         forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
         defer { if wasTraining { model.train() } }
         let graph = Graph(computesGradients: false, precision: precision, parametersAreConstant: parametersAreConstant,
-                          derivedWeights: derivedWeights)
+                          derivedWeights: derivedWeights, activations: activations)
         let images = graph.input([size] + imageShape)
         let labels = graph.labels(count: size)
         let logits = try model(images)

@@ -51,3 +51,35 @@ public final class DerivedWeightStore {
         entries.values.reduce(0) { $0 + $1.weights.descriptor.byteCount + ($1.bias?.descriptor.byteCount ?? 0) }
     }
 }
+
+/// One buffer for the pooled activations of several inference graphs that never run at the
+/// same time — an `Evaluator`'s graphs of every batch size — sized to the largest, so that N
+/// graphs hold one graph's worth of activations instead of N.
+///
+/// Give the same arena to each graph (`Graph(computesGradients: false, activations:)`); a
+/// graph planned later that needs more grows the buffer and moves every graph's activations
+/// into it. Inputs and kept values have buffers of their own, so what a caller reads is never
+/// shared; values that are not kept may be overwritten by another graph's pass. Used from the
+/// one thread that runs the graphs.
+public final class ActivationArena {
+    private var placements: [(memory: Memory, offset: Int)] = []
+    private var buffer: Buffer?
+
+    public init() {}
+
+    /// Bytes of the shared buffer.
+    public var byteCount: Int { buffer?.byteCount ?? 0 }
+
+    /// Binds `memories` at their offsets, growing the buffer (and rebinding everything placed
+    /// before) when they need more than it has.
+    func place(_ memories: [(Memory, Int)], byteCount needed: Int) {
+        placements += memories.map { (memory: $0.0, offset: $0.1) }
+        if needed > byteCount {
+            let grown = Buffer(byteCount: needed)
+            buffer = grown
+            for p in placements { p.memory.bind(to: grown, offset: p.offset) }
+        } else if let buffer {
+            for (memory, offset) in memories { memory.bind(to: buffer, offset: offset) }
+        }
+    }
+}

@@ -132,6 +132,8 @@ public final class Graph {
     public let parametersAreConstant: Bool
     /// Where graphs with constant parameters share their derived weights, if given.
     public let derivedWeights: DerivedWeightStore?
+    /// Where inference graphs that never run at the same time share their activations, if given.
+    public let activations: ActivationArena?
 
     var values: [Value] = []
     var nodes: [Node] = []
@@ -174,14 +176,22 @@ public final class Graph {
     /// reads afterwards. Maps a value to the one whose memory it uses.
     private var memoryAliases: [Int: Int] = [:]
     private var valuePool: Buffer?
+    /// Bytes of this graph's pooled activations in a shared ``ActivationArena``.
+    private var pooledValueBytes = 0
 
-    /// - Parameter derivedWeights: with `parametersAreConstant`, a store shared with other
-    ///   graphs of the same model (one per batch size) so that they keep one copy of the
-    ///   weights derived from the parameters.
+    /// - Parameters:
+    ///   - derivedWeights: with `parametersAreConstant`, a store shared with other graphs of the
+    ///     same model (one per batch size) so that they keep one copy of the weights derived
+    ///     from the parameters.
+    ///   - activations: for an inference graph that shares memory, an arena shared with other
+    ///     graphs that never run at the same time as this one: one buffer for all their
+    ///     activations.
     public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true,
-                parametersAreConstant: Bool = false, derivedWeights: DerivedWeightStore? = nil) {
+                parametersAreConstant: Bool = false, derivedWeights: DerivedWeightStore? = nil, activations: ActivationArena? = nil) {
         precondition(!(computesGradients && parametersAreConstant), "a training graph changes its parameters")
         precondition(derivedWeights == nil || parametersAreConstant, "only graphs with constant parameters share derived weights")
+        precondition(activations == nil || (!computesGradients && sharesMemory), "only inference graphs that pool their activations share them")
+        self.activations = activations
         self.parametersAreConstant = parametersAreConstant
         self.derivedWeights = derivedWeights
         self.computesGradients = computesGradients
@@ -273,9 +283,17 @@ public final class Graph {
         if poolsValues {
             pinnedValues.formUnion(inputIDs)
             pinnedValues.formUnion(kept.map(storage))
-            valuePool = pool(valueLifetimes, memory: { self.values[$0].memory }, pinned: pinnedValues)
+            valuePool = pool(valueLifetimes, memory: { self.values[$0].memory }, pinned: pinnedValues, arena: activations)
         }
-        scratchpad.allocate()
+        if let activations, poolsValues {
+            // The scratchpad goes after this graph's activations in the shared buffer: both are
+            // used during a pass, and other graphs' passes never overlap it.
+            let scratch = scratchpad.memoriesHandedOut
+            activations.place(scratch.map { ($0, pooledValueBytes) },
+                              byteCount: pooledValueBytes + (scratch.map(\.descriptor.byteCount).max() ?? 0))
+        } else {
+            scratchpad.allocate()
+        }
         accumulationScratch.allocate()
         isPlanned = true
     }
@@ -438,7 +456,8 @@ public final class Graph {
     /// few activation gradients at a time (ResNet-20, batch 128: the gradients take ~30 MB
     /// instead of ~280 MB); an inference pass needs only a few activations at a time.
     /// Pinned ones, and any left unbound, get buffers of their own.
-    private func pool(_ lifetimes: [Int: ClosedRange<Int>], memory: (Int) -> Memory?, pinned: Set<Int>) -> Buffer {
+    private func pool(_ lifetimes: [Int: ClosedRange<Int>], memory: (Int) -> Memory?, pinned: Set<Int>,
+                      arena: ActivationArena? = nil) -> Buffer? {
         var placed: [(offset: Int, size: Int, lifetime: ClosedRange<Int>)] = []
         var placements: [(Memory, Int)] = []
         var total = 0
@@ -457,9 +476,16 @@ public final class Graph {
             placements.append((memory, offset))
             total = max(total, offset + size)
         }
-        let buffer = Buffer(byteCount: total)
-        for (memory, offset) in placements { memory.bind(to: buffer, offset: offset) }
-        ownedBytes += total
+        var buffer: Buffer?
+        if let arena {
+            arena.place(placements, byteCount: total)
+            pooledValueBytes = total
+        } else {
+            let own = Buffer(byteCount: total)
+            for (memory, offset) in placements { memory.bind(to: own, offset: offset) }
+            ownedBytes += total
+            buffer = own
+        }
         for id in lifetimes.keys { if let m = memory(id), m.pointer == nil { bindOwn(m) } }
         return buffer
     }
@@ -753,7 +779,8 @@ public final class Graph {
         }
     }
 
-    /// Bytes of buffers this graph allocated (values, gradients, workspaces, scratch).
+    /// Bytes of buffers this graph allocated (values, gradients, workspaces, scratch), not
+    /// counting what it shares through a ``DerivedWeightStore`` or an ``ActivationArena``.
     public var allocatedBytes: Int { ownedBytes + scratchpad.byteCount + accumulationScratch.byteCount }
 
     /// One line per active node: kind, label and output layout, for debugging and docs.

@@ -324,30 +324,46 @@ struct InferenceFusionTests {
         let model = try build("resnet20")
         model.initializeParameters(seed: 8)
         model.eval()
-        var generator = SeededGenerator(seed: 4)
-        let images = (0..<(8 * 3 * 32 * 32)).map { _ in generator.nextNormal() }
-        func planned(_ batch: Int, store: DerivedWeightStore?) throws -> (Graph, Tensor, Tensor) {
-            let graph = Graph(computesGradients: false, parametersAreConstant: true, derivedWeights: store)
-            let x = graph.input([batch, 3, 32, 32])
-            let logits = try model(x)
-            try graph.plan(keep: [logits])
-            return (graph, x, logits)
+        let images = InferencePass.images(8, seed: 4)
+        func planned(_ batch: Int, store: DerivedWeightStore?) throws -> InferencePass {
+            try InferencePass(model, batch: batch, Graph(computesGradients: false, parametersAreConstant: true, derivedWeights: store))
         }
-        func run(_ p: (Graph, Tensor, Tensor), _ batch: Int) throws -> [Float] {
-            try p.0.setInput(p.1, Array(images[..<(batch * 3 * 32 * 32)]))
-            p.0.forward()
-            return try p.0.read(p.2)
-        }
+        func run(_ p: InferencePass, _ batch: Int) throws -> [Float] { try p.run(images) }
         // Batches of 4 and 8 images choose the same layouts (Winograd at 8x8 and 16x16 in both).
         let alone4 = try planned(4, store: nil), alone8 = try planned(8, store: nil)
         let store = DerivedWeightStore()
         let shared4 = try planned(4, store: store), shared8 = try planned(8, store: store)
         #expect(store.byteCount > 0)
-        #expect(shared8.0.allocatedBytes <= alone8.0.allocatedBytes - store.byteCount,
-                "the second graph allocates no weights of its own: \(shared8.0.allocatedBytes) vs \(alone8.0.allocatedBytes)")
+        #expect(shared8.graph.allocatedBytes <= alone8.graph.allocatedBytes - store.byteCount,
+                "the second graph allocates no weights of its own: \(shared8.graph.allocatedBytes) vs \(alone8.graph.allocatedBytes)")
         // The graph planned last runs first: it makes the shared weights.
         #expect(try run(shared8, 8) == run(alone8, 8))
         #expect(try run(shared4, 4) == run(alone4, 4))
+    }
+
+    @Test("inference graphs that share one activation arena give their own answers, also after it grows")
+    func activationsAreShared() throws {
+        let model = try build("resnet20")
+        model.initializeParameters(seed: 9)
+        model.eval()
+        let images = InferencePass.images(8, seed: 7)
+        func planned(_ batch: Int, arena: ActivationArena?) throws -> InferencePass {
+            try InferencePass(model, batch: batch, Graph(computesGradients: false, activations: arena))
+        }
+        func run(_ p: InferencePass, _ batch: Int) throws -> [Float] { try p.run(images) }
+        let alone2 = try planned(2, arena: nil), alone8 = try planned(8, arena: nil)
+        let arena = ActivationArena()
+        // The small graph first: the large one then grows the arena and moves the small one's values.
+        let shared2 = try planned(2, arena: arena)
+        let small = arena.byteCount
+        let shared8 = try planned(8, arena: arena)
+        #expect(small > 0 && arena.byteCount > small)
+        #expect(arena.byteCount == max(alone2.graph.allocatedBytes - shared2.graph.allocatedBytes, alone8.graph.allocatedBytes - shared8.graph.allocatedBytes),
+                "one buffer, the size of the larger graph's pool")
+        let expected2 = try run(alone2, 2), expected8 = try run(alone8, 8)
+        #expect(try run(shared2, 2) == expected2)
+        #expect(try run(shared8, 8) == expected8)
+        #expect(try run(shared2, 2) == expected2)
     }
 
     @Test("a residual addition whose shortcut is read later, or kept, is not fused into the convolution")
@@ -546,5 +562,30 @@ struct ModelBoundTests {
             .contains("more than 1000000000 parameters"))
         #expect(message { try build("resnet20", input: ImageShape(height: 100_000, width: 100_000, channels: 3)) }.contains("at most 4096"))
         #expect(message { try build("resnet20", input: ImageShape(height: 32, width: 32, channels: 7)) }.contains("1 to 4 channels"))
+    }
+}
+
+/// A planned inference graph of a CIFAR-sized model for `batch` images, and one pass of it.
+private struct InferencePass {
+    let graph: Graph, input: Tensor, logits: Tensor, batch: Int
+
+    init(_ model: any Layer, batch: Int, _ graph: Graph) throws {
+        input = graph.input([batch, 3, 32, 32])
+        logits = try model(input)
+        try graph.plan(keep: [logits])
+        (self.graph, self.batch) = (graph, batch)
+    }
+
+    /// Seeded normal values for `count` 3x32x32 images.
+    static func images(_ count: Int, seed: UInt64) -> [Float] {
+        var generator = SeededGenerator(seed: seed)
+        return (0..<(count * 3 * 32 * 32)).map { _ in generator.nextNormal() }
+    }
+
+    /// The logits of the first `batch` images of `images`.
+    func run(_ images: [Float]) throws -> [Float] {
+        try graph.setInput(input, Array(images[..<(batch * 3 * 32 * 32)]))
+        graph.forward()
+        return try graph.read(logits)
     }
 }
