@@ -13,33 +13,17 @@ needed: when they do not load (a CPU torch wheel with PyPI's torchvision), the m
 transform modules are imported without torchvision's package initializer.
 """
 import argparse
-import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import types
 
 import numpy as np
 import torch
 from PIL import Image
 
-
-def torchvision_modules():
-    try:
-        import torchvision.models.resnet as resnet
-        from torchvision.transforms import functional as F
-        return resnet, F
-    except Exception:  # noqa: BLE001 - the C++ operators did not load
-        for name in [k for k in sys.modules if k.startswith("torchvision")]:
-            del sys.modules[name]
-        site = os.path.dirname(os.path.dirname(torch.__file__))
-        for name in ("torchvision", "torchvision.models"):
-            module = types.ModuleType(name)
-            module.__path__ = [os.path.join(site, *name.split("."))]
-            sys.modules[name] = module
-        return importlib.import_module("torchvision.models.resnet"), importlib.import_module("torchvision.transforms.functional")
+from torch_support import torchvision_modules
 
 
 def make_images(folder, rng):

@@ -17,52 +17,14 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from PIL import Image
 
-
-class Block(nn.Module):
-    def __init__(self, inputs, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inputs, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.pad = (stride != 1 or inputs != planes)
-        self.planes = planes
-
-    def forward(self, x):
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        if self.pad:
-            # Option A as akamaster writes it: subsample, then planes // 4 zero channels on each side.
-            x = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.planes // 4, self.planes // 4))
-        return F.relu(y + x)
-
-
-class ResNet20(nn.Module):
-    def __init__(self, n=3, classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        layers, inputs = [], 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for i in range(n):
-                blocks.append(Block(inputs, planes, stride if i == 0 else 1))
-                inputs = planes
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.linear = nn.Linear(64, classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
+from torch_support import AkamasterResNet
 
 
 def main(folder):
     torch.manual_seed(20)
-    model = ResNet20()
+    model = AkamasterResNet(3)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
