@@ -759,6 +759,9 @@ class Harness:
         train("--epochs=9223372036854775807", "--iterations", "2", must_fail=False)
         train("--epochs=9223372036854775807")
         train("--iterations=-1")
+        for bad in ("--mpi-bucket-mb=0", "--mpi-bucket-mb=nan", "--mpi-bucket-mb=100000", "--mpi-timeout=0", "--mpi-timeout=inf",
+                    "--micro-batches=0", "--micro-batches=3"):
+            train(bad)   # refused in one process too (without mpirun they would do nothing)
         train("--iterations=0")
         train("--iterations=9223372036854775807", "--epochs=1", must_fail=False)
         train("--epochs=0")

@@ -122,12 +122,14 @@ struct Train: ParsableCommand {
             for r in Recipe.presets { print("\(r.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(r.about)") }
             return
         }
+        // Checked in one process too (where they do nothing), so that a command line that runs
+        // alone runs under mpirun.
+        guard mpiTimeout.isFinite, mpiTimeout >= 1 else { throw UserError("--mpi-timeout must be at least 1 second, got \(mpiTimeout)") }
+        guard mpiBucketMB.isFinite, mpiBucketMB >= 1.0 / 1024, mpiBucketMB <= 1024 else {
+            throw UserError("--mpi-bucket-mb must be between 1/1024 (1 KiB) and 1024, got \(mpiBucketMB)")
+        }
         var group: MPICommunicator?
         if MPICommunicator.isLaunchedByMPI {
-            guard mpiTimeout.isFinite, mpiTimeout >= 1 else { throw UserError("--mpi-timeout must be at least 1 second, got \(mpiTimeout)") }
-            guard mpiBucketMB.isFinite, mpiBucketMB >= 1.0 / 1024, mpiBucketMB <= 1024 else {
-                throw UserError("--mpi-bucket-mb must be between 1/1024 (1 KiB) and 1024, got \(mpiBucketMB)")
-            }
             do { group = try MPICommunicator(timeout: mpiTimeout) } catch let error as DistributedError { throw UserError(error.description) }
             group!.bucketBytes = Int(mpiBucketMB * 1_048_576) / 4 * 4
             sayIsSilent = group!.rank != 0
