@@ -46,6 +46,13 @@ public final class DerivedWeightStore {
 
     public init() {}
 
+    /// Drops the weights no graph uses any more (those of graphs released since they were made).
+    public func removeUnused() {
+        for key in Array(entries.keys) where isKnownUniquelyReferenced(&entries[key]!) {
+            entries[key] = nil
+        }
+    }
+
     /// Bytes of the shared weights (and folded biases) in their primitives' layouts.
     public var byteCount: Int {
         entries.values.reduce(0) { $0 + $1.weights.descriptor.byteCount + ($1.bias?.descriptor.byteCount ?? 0) }
@@ -69,6 +76,19 @@ public final class ActivationArena {
 
     /// Bytes of the shared buffer.
     public var byteCount: Int { buffer?.byteCount ?? 0 }
+
+    /// Forgets the memories of graphs released since they were placed, and shrinks the buffer
+    /// to what the others need.
+    public func removeUnused() {
+        for i in placements.indices.reversed() where isKnownUniquelyReferenced(&placements[i].memory) {
+            placements.remove(at: i)
+        }
+        let needed = placements.map { $0.offset + $0.memory.descriptor.byteCount }.max() ?? 0
+        guard needed < byteCount else { return }
+        let shrunk = needed > 0 ? Buffer(byteCount: needed) : nil
+        buffer = shrunk
+        if let shrunk { for p in placements { p.memory.bind(to: shrunk, offset: p.offset) } }
+    }
 
     /// Binds `memories` at their offsets, growing the buffer (and rebinding everything placed
     /// before) when they need more than it has.

@@ -38,6 +38,19 @@ public enum PrecisionChoice: String, Sendable, CaseIterable, Codable {
     }
 }
 
+/// Which algorithms an inference graph's convolutions may use (training graphs always follow
+/// ``rule``). Neither wins everywhere: on the 2-core AMD EPYC VM of 2026-12-01, Winograd made
+/// ResNet-18 at batch 1 1.25x faster and ResNet-56 at batch 8 1.2x slower (README *Speed*), so
+/// a deployed model measures both at plan time (`InferencePlanner`).
+public enum ConvolutionAlgorithms: String, Sendable, CaseIterable, Codable {
+    /// Winograd for 3x3 stride-1 fp32 convolutions of at least 32 channels where the batch
+    /// has enough output pixels (``conv2d(_:weight:bias:stride:padding:label:)`` gives the rule),
+    /// direct elsewhere.
+    case rule
+    /// Direct convolutions only.
+    case direct
+}
+
 /// A value in a ``Graph``: what layers take and return.
 ///
 /// Layers are written as eager code over tensors (`relu(bn(conv(x)))`); running that code
@@ -134,6 +147,8 @@ public final class Graph {
     public let derivedWeights: DerivedWeightStore?
     /// Where inference graphs that never run at the same time share their activations, if given.
     public let activations: ActivationArena?
+    /// Inference graphs only: which convolution algorithms the graph may use.
+    public let convolutionAlgorithms: ConvolutionAlgorithms
 
     var values: [Value] = []
     var nodes: [Node] = []
@@ -186,9 +201,13 @@ public final class Graph {
     ///   - activations: for an inference graph that shares memory, an arena shared with other
     ///     graphs that never run at the same time as this one: one buffer for all their
     ///     activations.
+    ///   - convolutionAlgorithms: for an inference graph, the convolution algorithms it may use.
     public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true,
-                parametersAreConstant: Bool = false, derivedWeights: DerivedWeightStore? = nil, activations: ActivationArena? = nil) {
+                parametersAreConstant: Bool = false, derivedWeights: DerivedWeightStore? = nil, activations: ActivationArena? = nil,
+                convolutionAlgorithms: ConvolutionAlgorithms = .rule) {
         precondition(!(computesGradients && parametersAreConstant), "a training graph changes its parameters")
+        precondition(!computesGradients || convolutionAlgorithms == .rule, "training graphs choose their convolutions by the rule")
+        self.convolutionAlgorithms = convolutionAlgorithms
         precondition(derivedWeights == nil || parametersAreConstant, "only graphs with constant parameters share derived weights")
         precondition(activations == nil || (!computesGradients && sharesMemory), "only inference graphs that pool their activations share them")
         self.activations = activations
@@ -782,6 +801,20 @@ public final class Graph {
     /// Bytes of buffers this graph allocated (values, gradients, workspaces, scratch), not
     /// counting what it shares through a ``DerivedWeightStore`` or an ``ActivationArena``.
     public var allocatedBytes: Int { ownedBytes + scratchpad.byteCount + accumulationScratch.byteCount }
+
+    /// How many of the planned convolutions use Winograd's algorithm.
+    public var winogradConvolutionCount: Int {
+        forwardNodes.count { ($0 as? ConvolutionNode)?.algorithm == dnnl_convolution_winograd }
+    }
+
+    /// Fills every input with a fixed pattern of values in -1...1 (for timing a graph).
+    public func fillInputsWithPattern() {
+        for id in inputIDs {
+            guard let memory = values[id].memory, memory.descriptor.elementType == .float32 else { continue }
+            let count = memory.descriptor.byteCount / 4
+            for i in 0..<count { memory.floats[i] = Float((i &* 7919) % 2001) / 1000 - 1 }
+        }
+    }
 
     /// One line per active node: kind, label and output layout, for debugging and docs.
     public var nodeSummary: [String] {

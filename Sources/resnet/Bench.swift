@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ResNetEngine
+import ResNetInference
 import ResNetLayers
 import ResNetModels
 import ResNetOptimizers
@@ -36,31 +37,49 @@ struct Bench: ParsableCommand {
         } catch let e as ModelError { throw UserError(e.description) }
         if training { model.train() } else { model.eval() }
 
-        // Inference as a deployed model runs it (the Classifier): weights never change, so they
-        // are folded and reordered once.
-        let graph = Graph(computesGradients: training, precision: precision, parametersAreConstant: !training)
-        let images = graph.input([batch] + input.chw)
-        let labels = graph.labels(count: batch)
-        let logits = try model(images)
-        let optimizer = try SGD(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
-        let parameters = model.trainableParameters
-        if training {
-            try graph.plan(loss: try softmaxCrossEntropy(logits, labels: labels))
-            optimizer.register(parameters)
-        } else {
-            try graph.plan(keep: [logits])
-        }
+        // Inference runs as a deployed model does (the Classifier's Evaluator): weights folded and
+        // reordered once, convolution algorithms and chunking measured at plan time, 8-bit pixels in,
+        // probabilities out.
+        var step: () throws -> Void
+        var describeKernels: () -> (algorithms: String, winograd: Int, chunk: Int, note: String) = { ("rule", 0, batch, "") }
         var generator = SeededGenerator(seed: 1)
-        try graph.setInput(images, (0..<(batch * input.chw.reduce(1, *))).map { _ in generator.nextNormal() })
-        try graph.setLabels(labels, (0..<batch).map { Int32($0 % classes) })
-        func step() {
-            graph.forward()
-            if training {
+        if training {
+            let graph = Graph(computesGradients: true, precision: precision)
+            let images = graph.input([batch] + input.chw)
+            let labels = graph.labels(count: batch)
+            try graph.plan(loss: try softmaxCrossEntropy(try model(images), labels: labels))
+            let optimizer = try SGD(learningRate: 0.01, momentum: 0.9, weightDecay: 5e-4)
+            let parameters = model.trainableParameters
+            optimizer.register(parameters)
+            try graph.setInput(images, (0..<(batch * input.chw.reduce(1, *))).map { _ in generator.nextNormal() })
+            try graph.setLabels(labels, (0..<batch).map { Int32($0 % classes) })
+            describeKernels = { ("rule", graph.winogradConvolutionCount, batch, "") }
+            step = {
+                graph.forward()
                 graph.backward()
                 optimizer.update(parameters)
             }
+        } else {
+            let evaluator = Evaluator(model: model, imageShape: input.chw, classCount: classes, batchSize: batch,
+                                      parametersAreConstant: true, precision: precision)
+            let pixels = (0..<(batch * input.chw.reduce(1, *))).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var probabilities = [Float](repeating: 0, count: batch * classes)
+            step = {
+                try pixels.withUnsafeBufferPointer { p in
+                    try probabilities.withUnsafeMutableBufferPointer {
+                        try evaluator.probabilities(ofPrepared: p, count: batch, normalization: .none, into: $0)
+                    }
+                }
+            }
+            try step()   // plans, measuring the candidates
+            describeKernels = {
+                let chunk = evaluator.runSizes[batch] ?? batch
+                let choice = evaluator.convolutionChoices[chunk]
+                let note = choice.map { $0.measured ? String(format: " (measured at plan time: rule %.2f ms, direct only %.2f ms)", 1000 * $0.seconds[.rule]!, 1000 * $0.seconds[.direct]!) : "" } ?? ""
+                return (choice?.algorithms.rawValue ?? "rule", evaluator.winogradConvolutionCount(batch: chunk), chunk, note)
+            }
         }
-        for _ in 0..<warmup { step() }
+        for _ in 0..<warmup { try step() }
         var rates: [Double] = []
         // Every step's duration too: the latency percentiles a server's caller sees at this batch size.
         var stepSeconds: [Double] = []
@@ -69,7 +88,7 @@ struct Bench: ParsableCommand {
             let start = DispatchTime.now().uptimeNanoseconds
             var previous = start
             for _ in 0..<iterations {
-                step()
+                try step()
                 let now = DispatchTime.now().uptimeNanoseconds
                 stepSeconds.append(Double(now - previous) / 1e9)
                 previous = now
@@ -78,6 +97,7 @@ struct Bench: ParsableCommand {
             rates.append(Double(batch * iterations) / seconds)
         }
         let median = rates.sorted()[rates.count / 2]
+        let kernels = describeKernels()
         let latency = StepLatency(stepSeconds)
         let peakMiB = peakResidentMiB()
         if json {
@@ -85,12 +105,14 @@ struct Bench: ParsableCommand {
                                       "threads": ComputeEngine.shared.threadCount, "precision": precision.rawValue,
                                       "images_per_second": (median * 10).rounded() / 10, "peak_rss_mib": peakMiB.rounded(),
                                       "runs": rates.map { ($0 * 10).rounded() / 10 }, "input": input.description,
-                                      "step_ms_p50": latency.p50Milliseconds, "step_ms_p99": latency.p99Milliseconds, "steps_timed": stepSeconds.count]
+                                      "step_ms_p50": latency.p50Milliseconds, "step_ms_p99": latency.p99Milliseconds, "steps_timed": stepSeconds.count,
+                                      "convolutions": kernels.algorithms, "winograd_convolutions": kernels.winograd, "run_batch_size": kernels.chunk]
             print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "%@ %@, batch %d, %@, %d threads: %.1f images/s (median of %d runs of %d steps: %@), step p50 %.2f ms, p99 %.2f ms, peak RSS %.0f MiB",
+            print(String(format: "%@ %@, batch %d, %@, %d threads: %.1f images/s (median of %d runs of %d steps: %@), step p50 %.2f ms, p99 %.2f ms, peak RSS %.0f MiB, runs as batches of %d, %d Winograd convolutions%@",
                          definition.name, mode, batch, precision.rawValue, ComputeEngine.shared.threadCount, median, rates.count, iterations,
-                         rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), latency.p50Milliseconds, latency.p99Milliseconds, peakMiB))
+                         rates.map { String(format: "%.0f", $0) }.joined(separator: ", "), latency.p50Milliseconds, latency.p99Milliseconds, peakMiB,
+                         kernels.chunk, kernels.winograd, kernels.note))
         }
     }
 }

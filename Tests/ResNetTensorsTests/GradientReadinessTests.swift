@@ -82,3 +82,21 @@ struct GradientReadinessTests {
         #expect(reported == [ObjectIdentifier(trained)])
     }
 }
+
+@Suite("Buffers")
+struct BufferTests {
+    @Test("small and large buffers start zeroed, 64-byte aligned and writable; large ones are mapped pages")
+    func buffersStartZeroed() {
+        for byteCount in [1, 4096, Buffer.mappedByteCount - 64, Buffer.mappedByteCount, 3 * Buffer.mappedByteCount + 100] {
+            let buffer = Buffer(byteCount: byteCount)
+            #expect(buffer.byteCount == max(byteCount, 64))
+            #expect(Int(bitPattern: buffer.pointer) % 64 == 0)
+            let bytes = buffer.pointer.assumingMemoryBound(to: UInt8.self)
+            #expect((0..<buffer.byteCount).allSatisfy { bytes[$0] == 0 })
+            bytes[buffer.byteCount - 1] = 7
+            #expect(bytes[buffer.byteCount - 1] == 7)
+            // Mapped pages are page aligned, which malloc's 64-byte alignment rarely is.
+            if byteCount >= Buffer.mappedByteCount { #expect(Int(bitPattern: buffer.pointer) % 4096 == 0) }
+        }
+    }
+}

@@ -45,9 +45,12 @@ public func conv2d(
     //   eval --threads 2`, 2-core AMD EPYC with 512-bit FMA, 2026-12-01, img/s, Winograd at
     //   <=16x16 (the training rule) / everywhere / at 14x14-56x56: resnet18 batch 1 128 / 137 / 150;
     //   resnet50 batch 1 51.2 / 52.6 / 52.2; resnet50 batch 32 56.7 / 59.0 / -.
+    //   This rule is only the candidate a deployed model measures against direct convolutions at
+    //   plan time (`InferencePlanner`): inside a whole network Winograd can lose where a layer timed
+    //   alone says it wins (ResNet-56 at batch 8, 64ch 8x8: 44 us alone, 115 us in the network).
     let outputPixels = x.graph.computesGradients ? (oh <= 16 && ow <= 16 ? Int.max : 0) : n * oh * ow
     let winograd = w[2] == 3 && w[3] == 3 && stride == (1, 1) && w[0] >= 32 && w[1] >= 32 && outputPixels >= 196
-        && x.graph.precision == .fp32
+        && x.graph.precision == .fp32 && x.graph.convolutionAlgorithms == .rule
     let node = ConvolutionNode(label: label, weight: weight, bias: bias,
                                stride: [stride.0, stride.1], padding: [padding.0, padding.1],
                                algorithm: winograd ? dnnl_convolution_winograd : dnnl_convolution_direct,
