@@ -106,14 +106,16 @@ public final class Evaluator {
         guard count > 0 else { return }
         try normalization.check(channels: imageShape[0], elementsPerImage: perImage, whitening: whitening)
         let plane = imageShape.dropFirst().reduce(1, *)
-        var chunks: [Int] = []
-        for start in stride(from: 0, to: count, by: batchSize) {
-            let batch = min(batchSize, count - start)
-            let run = try runSize(batch)
-            chunks += Array(repeating: run, count: batch / run) + (batch % run > 0 ? [batch % run] : [])
-        }
+        // Batches of at most `batchSize`, each run whole or in the chunks measured faster (no array
+        // of chunk sizes: a classifier call allocates nothing once its graphs are planned).
         var start = 0
-        for n in chunks {
+        var batchEnd = 0, run = 0
+        while start < count {
+            if start == batchEnd {
+                let batch = min(batchSize, count - start)
+                (batchEnd, run) = (start + batch, try runSize(batch))
+            }
+            let n = min(run, batchEnd - start)
             defer { start += n }
             let p = try planned(n)
             p.graph.withInputBuffer(p.images) { input in
