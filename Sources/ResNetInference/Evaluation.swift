@@ -158,21 +158,8 @@ public final class Evaluator {
         if let known = runSizes[n] { return known }
         let chunk = n / 4
         let whole = try planned(n).graph, part = try planned(chunk).graph
-        // Seconds per image of each, the better of interleaved passes after one to warm up.
-        var best = [Double.infinity, .infinity]
-        for round in 0..<4 {
-            for (i, (graph, images)) in [(whole, n), (part, chunk)].enumerated() {
-                if round == 0 { graph.fillInputsWithPattern() }
-                let started = DispatchTime.now().uptimeNanoseconds
-                var seconds = 0.0
-                if let chunkTimer { seconds = chunkTimer(images) } else {
-                    graph.forward()
-                    seconds = Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9
-                }
-                if round > 0 { best[i] = min(best[i], seconds / Double(images)) }
-            }
-        }
-        let run = best[1] < best[0] * (1 - InferencePlanner.margin) ? chunk : n
+        let seconds = InferencePlanner.bestPassSeconds(of: [whole, part], timer: chunkTimer.map { clock in { clock($0 === whole ? n : chunk) } })
+        let run = seconds[1] / Double(chunk) < seconds[0] / Double(n) * (1 - InferencePlanner.margin) ? chunk : n
         runSizes[n] = run
         if run != n {
             // The whole batch's graph goes, with its share of the activations and weights.

@@ -63,7 +63,7 @@ public enum InferencePlanner {
             if remembered == .direct { direct = try trace(.direct) }
         } else {
             direct = try trace(.direct)
-            let seconds = time([ruled!.graph, direct!.graph], budget: budget, timer: timer)
+            let seconds = bestPassSeconds(of: [ruled!.graph, direct!.graph], budget: budget, timer: timer)
             choice = Choice(algorithms: seconds[1] < seconds[0] * (1 - margin) ? .direct : .rule,
                             seconds: [.rule: seconds[0], .direct: seconds[1]])
             memory.remember(choice.algorithms, for: key)
@@ -79,9 +79,11 @@ public enum InferencePlanner {
     /// Forgets every remembered decision (tests).
     public static func forgetDecisions() { memory.clear() }
 
-    /// The fastest of several forward passes of each graph, passes interleaved so that a change
-    /// in the machine's load affects every candidate alike.
-    private static func time(_ graphs: [Graph], budget: Double, timer: ((Graph) -> Double)?) -> [Double] {
+    /// Seconds of the fastest of several forward passes of each graph (inputs filled with a
+    /// pattern, one untimed pass first), passes interleaved so that a change in the machine's load
+    /// affects every candidate alike; about `budget` seconds of timed passes, at least two each.
+    /// `timer` replaces the clock (seconds of one forward pass of a graph), for tests.
+    public static func bestPassSeconds(of graphs: [Graph], budget: Double = 0.3, timer: ((Graph) -> Double)? = nil) -> [Double] {
         let clock = timer ?? { graph in
             let start = DispatchTime.now().uptimeNanoseconds
             graph.forward()

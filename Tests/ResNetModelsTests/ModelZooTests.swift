@@ -565,6 +565,68 @@ struct ModelBoundTests {
     }
 }
 
+@Suite("Kernels chosen at plan time", .serialized)
+struct InferencePlannerTests {
+    @Test("the planner keeps the candidate its clock says is faster, drops the other's weights and activations, and remembers")
+    func plannerKeepsTheFaster() throws {
+        // Batch 7: at 16x16 and 8x8 it has enough output pixels for the rule's Winograd. Option A:
+        // its padded shortcut is the one operand a fused residual addition must not overwrite.
+        let batch = 7
+        let model = try build("resnet20", shortcut: .a)
+        model.initializeParameters(seed: 3)
+        model.eval()
+        let images = InferencePass.images(batch, seed: 5)
+        for preferred in ConvolutionAlgorithms.allCases {
+            InferencePlanner.forgetDecisions()
+            let store = DerivedWeightStore(), arena = ActivationArena()
+            func trace(_ algorithms: ConvolutionAlgorithms) throws -> (Graph, InferencePass) {
+                let graph = Graph(computesGradients: false, parametersAreConstant: true, derivedWeights: store,
+                                  activations: arena, convolutionAlgorithms: algorithms)
+                return (graph, try InferencePass(model, batch: batch, graph))
+            }
+            var timed = 0
+            let planned = try InferencePlanner.plan(timer: { graph in
+                timed += 1
+                return (graph.winogradConvolutionCount > 0) == (preferred == .rule) ? 0.001 : 0.002
+            }) { try trace($0) }
+            #expect(planned.choice.algorithms == preferred && planned.choice.measured && timed >= 4)
+            #expect((planned.graph.winogradConvolutionCount > 0) == (preferred == .rule))
+
+            // Alone, the kept candidate needs exactly what the shared store and arena still hold.
+            let aloneStore = DerivedWeightStore(), aloneArena = ActivationArena()
+            let alone = try InferencePass(model, batch: batch, Graph(computesGradients: false, parametersAreConstant: true, derivedWeights: aloneStore,
+                                                            activations: aloneArena, convolutionAlgorithms: preferred))
+            #expect(try planned.traced.run(images) == alone.run(images))
+            #expect(store.byteCount == aloneStore.byteCount, "\(store.byteCount) bytes of weights kept, \(aloneStore.byteCount) needed")
+            #expect(arena.byteCount == aloneArena.byteCount, "\(arena.byteCount) bytes of activations kept, \(aloneArena.byteCount) needed")
+            // Both algorithms compute the same function.
+            let other = try InferencePass(model, batch: batch, Graph(computesGradients: false, convolutionAlgorithms: preferred == .rule ? .direct : .rule))
+            #expect(zip(try planned.traced.run(images), try other.run(images)).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) })
+
+            // A second graph of the same structure takes the remembered choice without timing.
+            var timedAgain = 0
+            let again = try InferencePlanner.plan(timer: { _ in timedAgain += 1; return 1 }) { try trace($0) }
+            #expect(again.choice == InferencePlanner.Choice(algorithms: preferred, seconds: [:]) && timedAgain == 0)
+            #expect((again.graph.winogradConvolutionCount > 0) == (preferred == .rule))
+        }
+    }
+
+    @Test("a graph without a Winograd candidate is planned once and not timed")
+    func nothingToChoose() throws {
+        let weight = Parameter(shape: [16, 16, 3, 3])
+        var traced = 0, timed = 0
+        let planned = try InferencePlanner.plan(timer: { _ in timed += 1; return 1 }) { algorithms in
+            traced += 1
+            let graph = Graph(computesGradients: false, parametersAreConstant: true, convolutionAlgorithms: algorithms)
+            let y = try conv2d(graph.input([4, 16, 16, 16]), weight: weight, padding: (1, 1), label: "narrow")
+            try graph.plan(keep: [y])
+            return (graph, y)
+        }
+        #expect(planned.choice == InferencePlanner.Choice(algorithms: .rule, seconds: [:]))
+        #expect(traced == 1 && timed == 0)
+    }
+}
+
 /// A planned inference graph of a CIFAR-sized model for `batch` images, and one pass of it.
 private struct InferencePass {
     let graph: Graph, input: Tensor, logits: Tensor, batch: Int
