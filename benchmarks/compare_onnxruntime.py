@@ -9,6 +9,12 @@ Each row is one network, batch size and thread count, measured in processes of t
   with `intra_op_num_threads` = the row's threads, one inter-op thread, every graph optimization;
 - PyTorch eager (NCHW) and channels_last, `torch.inference_mode()`.
 
+With `--precision int8`, SwiftResNet runs `resnet bench --precision int8` (8-bit convolutions,
+scales measured on the random input images) and onnxruntime runs both the fp32 export and its
+own 8-bit version of it (`onnxruntime.quantization.quantize_static`: QDQ format, uint8
+activations, int8 weights per channel, MinMax ranges over 16 random images): the tool an
+onnxruntime user would quantize with. PyTorch is not run then.
+
 Throughput is the median of several timed runs; at batch 1 the table also gives the latency
 percentiles p50/p99 of single steps (one image in, probabilities out) and each process's peak
 resident memory. The result is one Markdown table with the machine and the command.
@@ -60,6 +66,31 @@ def exported(model: str) -> Path:
     torch.onnx.export(network, (torch.randn(1, c, h, w),), str(temporary), opset_version=17, dynamo=False,
                       input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    temporary.rename(path)
+    return path
+
+
+def quantized(model: str) -> Path:
+    """onnxruntime's own 8-bit version of the exported network (made once, cached)."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    path = CACHE / f"{model}-opset17-int8.onnx"
+    if path.exists():
+        return path
+    _, (c, h, w), _ = cp.build_model(model)
+
+    class RandomImages(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(2)
+            self.batches = iter([{"images": rng.standard_normal((1, c, h, w), dtype=np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    temporary = path.with_suffix(".partial")
+    quantize_static(str(exported(model)), str(temporary), RandomImages(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     temporary.rename(path)
     return path
 
@@ -131,7 +162,8 @@ def child(kind: str, spec: dict) -> dict:
 
 def swiftresnet(resnet: Path, model: str, batch: int, threads: int, a: argparse.Namespace) -> dict:
     command = [str(resnet), "bench", model, "--mode", "eval", "--batch-size", str(batch), "--threads", str(threads),
-               "--json", "--repeats", str(a.repeats), "--iterations", str(iterations(a, batch)), "--warmup", str(a.warmup)]
+               "--json", "--repeats", str(a.repeats), "--iterations", str(iterations(a, batch)), "--warmup", str(a.warmup),
+               "--precision", a.precision]
     if model in cp.CIFAR_MODELS:
         command += ["--shortcut", "B"]
     process = subprocess.run(command, capture_output=True, text=True)
@@ -174,14 +206,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--iterations", type=cp.positive, default=10)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="int8: SwiftResNet in 8-bit integers against onnxruntime fp32 and onnxruntime's static int8")
     parser.add_argument("--venv", help=argparse.SUPPRESS)  # read by the wrapper
     a = parser.parse_args(argv)
     cp.ensure_binary(a.resnet)
     busy = cp.busy_cores()
     cp.check_parameters(a.models, a.resnet)
     rows = []
+    int8 = a.precision == "int8"
     for model in a.models:
         path = exported(model)
+        int8_path = quantized(model) if int8 else None
         batches = a.batches or ([1, 8, 256] if model in cp.CIFAR_MODELS else [1, 8, 32])
         for batch in batches:
             for threads in a.threads:
@@ -191,7 +227,9 @@ def main(argv: list[str]) -> int:
                         "repeats": a.repeats, "iterations": iterations(a, batch), "warmup": a.warmup}
                 ort_result = child("onnxruntime", spec)
                 torch_results = {}
-                if not a.no_torch:
+                if int8:
+                    torch_results["int8"] = child("onnxruntime", {**spec, "path": str(int8_path)})
+                elif not a.no_torch:
                     for tool in ("eager", "channels_last"):
                         torch_results[tool] = child("torch", {
                             "model": model, "mode": "eval", "batch_size": batch, "threads": threads, "tool": tool,
@@ -201,6 +239,21 @@ def main(argv: list[str]) -> int:
     print(f"SwiftResNet: {cp.swiftresnet_version(a.resnet)}; onnxruntime "
           f"{next((r[4].get('onnxruntime') for r in rows if 'onnxruntime' in r[4]), '?')}; {cp.torch_version()}")
     print()
+    if int8:
+        print("| model | batch | threads | SwiftResNet int8 img/s | onnxruntime fp32 img/s | ratio | onnxruntime int8 img/s | ratio "
+              "| p50/p99 ms SwiftResNet | p50/p99 ms onnxruntime int8 | peak RSS MiB ours / ort int8 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for model, batch, threads, ours, ort_result, others in rows:
+            quantized_result = others["int8"]
+            def ratio(theirs: dict) -> str:
+                return "-" if "error" in ours or "error" in theirs else f"{ours['images_per_second'] / theirs['images_per_second']:.2f}x"
+            rss = f"{ours.get('peak_rss_mib', 0):.0f} / {quantized_result.get('peak_rss_mib', 0):.0f}"
+            print(f"| {model} | {batch} | {threads} | {speed(ours)} | {speed(ort_result)} | {ratio(ort_result)} "
+                  f"| {speed(quantized_result)} | {ratio(quantized_result)} "
+                  f"| {latency(ours) if batch == 1 else '-'} | {latency(quantized_result) if batch == 1 else '-'} | {rss} |")
+        print()
+        print("Command: `benchmarks/compare-onnxruntime " + " ".join(shlex.quote(x) for x in argv) + "`")
+        return 0
     print("| model | batch | threads | SwiftResNet img/s | onnxruntime img/s | ratio | PyTorch eager | channels_last "
           "| p50/p99 ms SwiftResNet | p50/p99 ms onnxruntime | peak RSS MiB ours / ort |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -463,7 +463,7 @@ def cpu_description() -> str:
                 flags = set(value.split())
     except OSError:
         pass
-    features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    features = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
     cores = len(os.sched_getaffinity(0))
     return f"{name}, {cores} cores" + (f" ({', '.join(features)})" if features else "")
 

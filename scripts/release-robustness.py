@@ -730,11 +730,28 @@ class Harness:
         for top in ("0", "-1", "9223372036854775807", "1"):
             add(["predict", model, img, "--json", "--top=" + top], must_fail=top in ("0", "-1"),
                 check=check_predict_json(1) if top != "1" else None)
-        for precision in ("bf16", "auto", "fp32", "fp8", "", "BF16"):
-            add(["predict", model, img, "--json", "--precision=" + precision], must_fail=precision not in ("bf16", "auto", "fp32"),
-                check=check_predict_json(1) if precision in ("bf16", "auto", "fp32") else None)
+        valid_precisions = ("bf16", "auto", "fp32", "int8")
+        for precision in ("bf16", "auto", "fp32", "int8", "fp8", "", "BF16", "INT8", "s8"):
+            add(["predict", model, img, "--json", "--precision=" + precision], must_fail=precision not in valid_precisions,
+                check=check_predict_json(1) if precision in valid_precisions else None)
             add(["evaluate", model, "--dataset", "folder", "--data", data, "--json", "--precision=" + precision],
-                must_fail=precision not in ("bf16", "auto", "fp32"), check=check_evaluate_json if precision in ("bf16", "auto", "fp32") else None)
+                must_fail=precision not in valid_precisions, check=check_evaluate_json if precision in valid_precisions else None)
+        # int8 calibration: counts, and folders that are missing, empty, not folders or hold a broken image.
+        empty_folder = self.path("empty-calibration")
+        os.makedirs(empty_folder, exist_ok=True)
+        broken_folder = self.path("broken-calibration")
+        os.makedirs(broken_folder, exist_ok=True)
+        with open(os.path.join(broken_folder, "broken.jpg"), "wb") as broken:
+            broken.write(b"\xff\xd8\xff\xe0 not really a JPEG")
+        for count in ("1", "3", "0", "-1", "100001", "9223372036854775807", "x"):
+            add(["predict", model, img, "--json", "--precision", "int8", "--calibration-images=" + count],
+                must_fail=count not in ("1", "3"), check=check_predict_json(1) if count in ("1", "3") else None)
+        for folder, fails in ((os.path.join(data, "train"), False), (empty_folder, True), (broken_folder, True), ("/dev/zero", True),
+                              (os.path.join(self.work, "no-such-folder"), True), (img, True)):
+            add(["predict", model, img, "--json", "--precision", "int8", "--calibration", folder],
+                must_fail=fails, check=None if fails else check_predict_json(1))
+            add(["evaluate", model, "--dataset", "folder", "--data", data, "--json", "--precision", "int8", "--calibration", folder],
+                must_fail=fails, check=None if fails else check_evaluate_json)
         add(["predict", model], must_fail=True)
         add(["predict", os.path.join(self.work, "nope.safetensors"), img], must_fail=True)
         add(["predict", os.path.join(data, "test"), img], must_fail=True)

@@ -87,6 +87,14 @@ public final class Memory: @unchecked Sendable {
         storage = buffer
     }
 
+    /// Points this memory at the bytes `other` uses (another element type over the same bytes).
+    public func bind(sameAs other: Memory) {
+        guard let pointer = other.pointer else { preconditionFailure("an unbound memory has no storage to share") }
+        dnnl_memory_set_data_handle(handle, pointer)
+        self.pointer = pointer
+        storage = other.storage
+    }
+
     deinit { dnnl_memory_destroy(handle) }
 
     /// Another view of the same storage (e.g. a flattened `[N, CHW]` view of plain `[N, C, H, W]`).

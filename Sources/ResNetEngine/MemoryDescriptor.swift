@@ -1,14 +1,32 @@
 import CDNNL
 import Foundation
 
-/// Element type of a tensor: `float32`, or `bfloat16` for mixed-precision graphs.
+/// Element type of a tensor: `float32`, `bfloat16` for mixed-precision graphs, or the 8-bit
+/// integers of quantized inference graphs (`uint8` after a ReLU, `int8` otherwise).
 public enum ElementType: Sendable, Hashable {
     case float32
     case bfloat16
+    case uint8
+    case int8
 
-    var dnnl: dnnl_data_type_t { self == .float32 ? dnnl_f32 : dnnl_bf16 }
+    var dnnl: dnnl_data_type_t {
+        switch self {
+        case .float32: dnnl_f32
+        case .bfloat16: dnnl_bf16
+        case .uint8: dnnl_u8
+        case .int8: dnnl_s8
+        }
+    }
     /// Bytes per element.
-    public var size: Int { self == .float32 ? 4 : 2 }
+    public var size: Int {
+        switch self {
+        case .float32: 4
+        case .bfloat16: 2
+        case .uint8, .int8: 1
+        }
+    }
+    /// Whether values are integers with a scale (a quantized graph's activations).
+    public var isQuantized: Bool { self == .uint8 || self == .int8 }
 }
 
 /// Physical layouts this project names. oneDNN may choose others (`.any` lets it).
@@ -91,7 +109,14 @@ public struct MemoryDescriptor: Hashable, @unchecked Sendable, CustomStringConve
         }
     }
 
-    public var elementType: ElementType { raw.data_type == dnnl_bf16 ? .bfloat16 : .float32 }
+    public var elementType: ElementType {
+        switch raw.data_type {
+        case dnnl_bf16: .bfloat16
+        case dnnl_u8: .uint8
+        case dnnl_s8: .int8
+        default: .float32
+        }
+    }
 
     /// The same dimensions and layout with another element type (strides count elements,
     /// so the layout carries over unchanged).
@@ -152,7 +177,14 @@ public struct MemoryDescriptor: Hashable, @unchecked Sendable, CustomStringConve
 
     public var description: String {
         let name = layout.map { "\($0)" } ?? (raw.format_kind == dnnl_format_kind_any ? "any" : "engine-specific")
-        return "\(dims) \(name)"
+        let type: String
+        switch elementType {
+        case .float32: type = ""
+        case .bfloat16: type = " bf16"
+        case .uint8: type = " u8"
+        case .int8: type = " s8"
+        }
+        return "\(dims) \(name)\(type)"
     }
 }
 

@@ -18,10 +18,23 @@ public struct Attributes: Hashable, Sendable {
     public var sumScale: Float?
     /// A ReLU applied to the result.
     public var relu = false
+    /// Quantized graphs: the element type the `sum` post-op reads the destination as, when it
+    /// differs from the destination's (an int8 shortcut under a uint8 block output).
+    public var sumType: ElementType?
+    /// Quantized graphs: `dst = scales * result` before the post-ops, one scale for the whole
+    /// tensor or one per output channel (a convolution's, a reorder's). For int8 convolutions
+    /// oneDNN 2.6 adds the bias before scaling: `dst = scales * (accumulator + bias)`.
+    public var outputScales: [Float]?
+    /// Quantized graphs: a scale for each input of a binary primitive (`src0`, `src1`).
+    public var inputScales: [Float]?
 
-    public init(sumScale: Float? = nil, relu: Bool = false) {
+    public init(sumScale: Float? = nil, relu: Bool = false, sumType: ElementType? = nil,
+                outputScales: [Float]? = nil, inputScales: [Float]? = nil) {
         self.sumScale = sumScale
         self.relu = relu
+        self.sumType = sumType
+        self.outputScales = outputScales
+        self.inputScales = inputScales
     }
 
     /// Creates the oneDNN attribute object; the caller destroys it.
@@ -29,11 +42,27 @@ public struct Attributes: Hashable, Sendable {
         var attr: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&attr), "attribute")
         try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad mode")
+        if let outputScales {
+            // One scale (mask 0), or one per index of dimension 1: output channels (mask 2).
+            try check(dnnl_primitive_attr_set_output_scales(attr, Int64(outputScales.count), outputScales.count == 1 ? 0 : 2, outputScales),
+                      "output scales")
+        }
+        if let inputScales {
+            for (i, scale) in inputScales.enumerated() {
+                try check(dnnl_primitive_attr_set_scales(attr, i == 0 ? Arg.src : Arg.src1, 1, 0, [scale]), "input scales")
+            }
+        }
         if sumScale != nil || relu {
             var ops: dnnl_post_ops_t?
             try check(dnnl_post_ops_create(&ops), "post-ops")
             defer { dnnl_post_ops_destroy(ops) }
-            if let s = sumScale { try check(dnnl_post_ops_append_sum(ops, s), "sum post-op") }
+            if let s = sumScale {
+                if let sumType {
+                    try check(dnnl_post_ops_append_sum_v2(ops, s, sumType.dnnl), "sum post-op")
+                } else {
+                    try check(dnnl_post_ops_append_sum(ops, s), "sum post-op")
+                }
+            }
             if relu { try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "relu post-op") }
             try check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post-ops")
         }

@@ -33,9 +33,10 @@ public final class PrimitiveCache: @unchecked Sendable {
         return p
     }
 
-    /// A (cached) reorder between two layouts.
-    public func reorder(from source: MemoryDescriptor, to destination: MemoryDescriptor, accumulate: Bool = false) throws -> Primitive {
-        let attributes = Attributes(sumScale: accumulate ? 1 : nil)
+    /// A reorder, cached: layout and element type conversion, with `scale` multiplying the values
+    /// (quantizing or dequantizing them; oneDNN rounds to nearest and saturates integers).
+    public func reorder(from source: MemoryDescriptor, to destination: MemoryDescriptor, accumulate: Bool = false, scale: Float? = nil) throws -> Primitive {
+        let attributes = Attributes(sumScale: accumulate ? 1 : nil, outputScales: scale.map { [$0] })
         return try primitive(PrimitiveKey("reorder", [source, destination], attributes: attributes)) {
             try Primitive(reorderFrom: source, to: destination, attributes: attributes)
         }

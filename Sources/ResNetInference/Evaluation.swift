@@ -37,6 +37,10 @@ public final class Evaluator {
     /// convolutions: ~2x faster where the CPU has native bf16, slightly less exact).
     public let precision: Precision
 
+    /// With constant parameters, after ``quantize(calibratingOn:count:normalization:)``: the
+    /// ranges the network's 8-bit graphs are scaled by. `nil`: the network runs in ``precision``.
+    public private(set) var quantization: ActivationRanges?
+
     private struct Planned { let graph: Graph; let images: Tensor; let labels: LabelInput; let logits: Tensor; let loss: Tensor }
     private var graphs: [Int: Planned] = [:]
     /// With constant parameters: the convolution algorithms chosen for each batch size planned so far.
@@ -69,19 +73,17 @@ public final class Evaluator {
         forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
         defer { if wasTraining { model.train() } }
         func trace(_ algorithms: ConvolutionAlgorithms) throws -> (Graph, Planned) {
-            let graph = Graph(computesGradients: false, precision: precision, parametersAreConstant: parametersAreConstant,
-                              derivedWeights: derivedWeights, activations: activations, convolutionAlgorithms: algorithms)
-            let images = graph.input([size] + imageShape)
-            let labels = graph.labels(count: size)
-            let logits = try model(images)
-            let loss = try softmaxCrossEntropy(logits, labels: labels)
-            try graph.plan(keep: [logits, loss])
-            return (graph, Planned(graph: graph, images: images, labels: labels, logits: logits, loss: loss))
+            let planned = try self.trace(Graph(computesGradients: false, precision: precision, parametersAreConstant: parametersAreConstant,
+                                               derivedWeights: derivedWeights, activations: activations, convolutionAlgorithms: algorithms,
+                                               quantization: quantization), batch: size)
+            return (planned.graph, planned)
         }
         // A deployed model measures which convolutions run it fastest; training's validation,
         // whose weights change between calls, keeps the rule.
         let p: Planned
-        if parametersAreConstant {
+        if quantization != nil {
+            p = try trace(.direct).1   // 8-bit convolutions are direct
+        } else if parametersAreConstant {
             let planned = try InferencePlanner.plan(timer: passTimer, trace)
             convolutionChoices[size] = planned.choice
             p = planned.traced
@@ -118,15 +120,7 @@ public final class Evaluator {
             let n = min(run, batchEnd - start)
             defer { start += n }
             let p = try planned(n)
-            p.graph.withInputBuffer(p.images) { input in
-                for k in 0..<n {
-                    normalization.normalize(pixels.baseAddress! + (start + k) * perImage, channels: imageShape[0], plane: plane,
-                                            into: input.baseAddress! + k * perImage)
-                }
-                if case .zca = normalization, let whitening {
-                    whitening.apply(input.baseAddress!, count: n, scratch: whiteningScratch(n * perImage))
-                }
-            }
+            setInput(p.graph, p.images, from: pixels.baseAddress! + start * perImage, count: n, normalization: normalization)
             p.graph.forward()
             try p.graph.withValue(p.logits) { logits in
                 for i in 0..<n {
@@ -135,6 +129,66 @@ public final class Evaluator {
                 }
             }
         }
+    }
+
+    /// The model traced into `graph` for `size` images (in evaluation mode), planned.
+    private func trace(_ graph: Graph, batch size: Int) throws -> Planned {
+        let images = graph.input([size] + imageShape)
+        let labels = graph.labels(count: size)
+        let logits = try model(images)
+        let loss = try softmaxCrossEntropy(logits, labels: labels)
+        try graph.plan(keep: [logits, loss])
+        return Planned(graph: graph, images: images, labels: labels, logits: logits, loss: loss)
+    }
+
+    /// Normalizes (and whitens) `count` prepared images into a graph's input.
+    private func setInput(_ graph: Graph, _ images: Tensor, from pixels: UnsafePointer<UInt8>, count n: Int, normalization: Normalization) {
+        let perImage = imageShape.reduce(1, *), plane = imageShape.dropFirst().reduce(1, *)
+        graph.withInputBuffer(images) { input in
+            for k in 0..<n {
+                normalization.normalize(pixels + k * perImage, channels: imageShape[0], plane: plane, into: input.baseAddress! + k * perImage)
+            }
+            if case .zca = normalization, let whitening {
+                whitening.apply(input.baseAddress!, count: n, scratch: whiteningScratch(n * perImage))
+            }
+        }
+    }
+
+    /// Runs the network in 8-bit integers from now on (see `Quantization.swift` in ResNetTensors),
+    /// with scales measured on `count` prepared images (planar bytes of ``imageShape`` each): a
+    /// few hundred images like those the model will classify, never a test set it is scored on.
+    /// For an fp32 evaluator with constant parameters.
+    public func quantize(calibratingOn pixels: UnsafeBufferPointer<UInt8>, count: Int, normalization: Normalization) throws {
+        let perImage = imageShape.reduce(1, *)
+        guard parametersAreConstant, precision == .fp32 else {
+            throw ModelFileError.invalidCard("only an fp32 network with constant parameters is quantized")
+        }
+        guard count > 0, pixels.count == count * perImage else {
+            throw ModelFileError.invalidCard("calibration needs at least one image: got \(pixels.count) bytes for \(count) images of \(perImage) values")
+        }
+        try normalization.check(channels: imageShape[0], elementsPerImage: perImage, whitening: whitening)
+        let wasTraining = model.isTraining
+        model.eval()
+        forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
+        defer { if wasTraining { model.train() } }
+        var ranges: ActivationRanges?
+        var start = 0
+        while start < count {
+            // fp32 graphs of their own, dropped when measured: at most two batch sizes.
+            let n = min(batchSize, count - start)
+            let p = try trace(Graph(computesGradients: false, parametersAreConstant: true, convolutionAlgorithms: .direct), batch: n)
+            var measured = ranges ?? ActivationRanges(for: p.graph)
+            setInput(p.graph, p.images, from: pixels.baseAddress! + start * perImage, count: n, normalization: normalization)
+            try p.graph.measureRanges(into: &measured)
+            ranges = measured
+            start += n
+        }
+        quantization = ranges
+        graphs = [:]
+        runSizes = [:]
+        convolutionChoices = [:]
+        derivedWeights?.removeUnused()
+        activations.removeUnused()
     }
 
     /// How many Winograd convolutions the graph planned for `batch` images uses (0 if none is planned).

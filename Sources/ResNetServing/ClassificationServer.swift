@@ -38,6 +38,8 @@ public final class ClassificationServer: @unchecked Sendable {
     private var shutdownRequested = false
     private var boundPort: Int?
     private var stoppedBeforeListening: (any Error)?
+    /// What the network computes in, for the log: fp32, bf16 or int8.
+    private let numberFormat: String
     private var portWaiters: [CheckedContinuation<Int, any Error>] = []
 
     /// A server for `classifier`, which it takes over (only its inference thread calls it).
@@ -48,6 +50,7 @@ public final class ClassificationServer: @unchecked Sendable {
     public init(classifier: sending any BatchClassifier, configuration: ServerConfiguration, logger: Logger? = nil) throws {
         self.configuration = try configuration.validated()
         card = classifier.card
+        numberFormat = (classifier as? Classifier).map { $0.isQuantized ? "int8" : $0.precision.rawValue } ?? configuration.precision.rawValue
         batcher = InferenceBatcher(classifier: classifier, maximumBatchSize: configuration.maximumBatchSize,
                                    maximumWait: configuration.maximumWait, queueLimit: configuration.queueLimit,
                                    inferenceThreads: configuration.inferenceThreads)
@@ -175,7 +178,7 @@ public final class ClassificationServer: @unchecked Sendable {
         let input = card.input.shape.map(String.init).joined(separator: "x")
         let wait = ServingMetrics.format(configuration.maximumWait.seconds * 1000)
         logger.info("""
-            serving \(card.architecture.name) (\(card.classNames.count) classes, input \(input)) on http://\(configuration.host):\(port): \
+            serving \(card.architecture.name) (\(card.classNames.count) classes, input \(input), \(numberFormat)) on http://\(configuration.host):\(port): \
             batches of up to \(configuration.maximumBatchSize) images, waiting up to \(wait) ms, queue limit \(configuration.queueLimit) images
             """)
     }

@@ -105,6 +105,8 @@ public final class Graph {
         /// Staging memory and reorder for channels-last inputs, made on first use.
         var channelsLastWriter: (BoundPrimitive, Memory)?
         var channelsLastReader: (BoundPrimitive, Memory)?
+        /// Quantized graphs: what one step of an 8-bit value is worth (`real = integer * scale`).
+        var scale: Float = 1
 
         init(shape: [Int], descriptor: MemoryDescriptor, requiresGradient: Bool) {
             self.shape = shape
@@ -149,6 +151,10 @@ public final class Graph {
     public let activations: ActivationArena?
     /// Inference graphs only: which convolution algorithms the graph may use.
     public let convolutionAlgorithms: ConvolutionAlgorithms
+    /// Quantized inference graphs: the value ranges measured on calibration images. The graph
+    /// is traced in fp32 and, when planned, runs its convolutions (and the pooling, shortcuts
+    /// and additions between them) on 8-bit integers (see `Quantization.swift`).
+    public let quantization: ActivationRanges?
 
     var values: [Value] = []
     var nodes: [Node] = []
@@ -156,7 +162,7 @@ public final class Graph {
     var inputIDs: [Int] = []
 
     private(set) var isPlanned = false
-    private var forwardNodes: [Node] = []
+    private(set) var forwardNodes: [Node] = []
     private var backwardNodes: [Node] = []
     private var root: Int?
     private var neededGradients: Set<Int> = []
@@ -189,7 +195,9 @@ public final class Graph {
     /// Values stored in another value's memory: a residual addition fused into a convolution
     /// (its `sum` post-op) writes the block's output over the shortcut operand, which nothing
     /// reads afterwards. Maps a value to the one whose memory it uses.
-    private var memoryAliases: [Int: Int] = [:]
+    var memoryAliases: [Int: Int] = [:]
+    /// Memories over the same bytes as another (keyed by it) in another element type.
+    private var followers: [ObjectIdentifier: [Memory]] = [:]
     private var valuePool: Buffer?
     /// Bytes of this graph's pooled activations in a shared ``ActivationArena``.
     private var pooledValueBytes = 0
@@ -202,10 +210,15 @@ public final class Graph {
     ///     graphs that never run at the same time as this one: one buffer for all their
     ///     activations.
     ///   - convolutionAlgorithms: for an inference graph, the convolution algorithms it may use.
+    ///   - quantization: for an fp32 inference graph with constant parameters, ranges measured
+    ///     with ``measureRanges(into:)`` on a graph of the same model: the graph then runs in 8-bit
+    ///     integers (its convolutions direct).
     public init(computesGradients: Bool = true, seed: UInt64 = 0, precision: Precision = .fp32, sharesMemory: Bool = true,
                 parametersAreConstant: Bool = false, derivedWeights: DerivedWeightStore? = nil, activations: ActivationArena? = nil,
-                convolutionAlgorithms: ConvolutionAlgorithms = .rule) {
+                convolutionAlgorithms: ConvolutionAlgorithms = .rule, quantization: ActivationRanges? = nil) {
         precondition(!(computesGradients && parametersAreConstant), "a training graph changes its parameters")
+        precondition(quantization == nil || (parametersAreConstant && precision == .fp32), "only fp32 graphs with constant parameters are quantized")
+        self.quantization = quantization
         precondition(!computesGradients || convolutionAlgorithms == .rule, "training graphs choose their convolutions by the rule")
         self.convolutionAlgorithms = convolutionAlgorithms
         precondition(derivedWeights == nil || parametersAreConstant, "only graphs with constant parameters share derived weights")
@@ -273,6 +286,7 @@ public final class Graph {
         let kept = Set(keep.map(\.id) + (loss.map { [$0.id] } ?? []))
         fuse(keeping: kept)
         forwardNodes = nodes.filter(\.isActive)
+        if let quantization { forwardNodes = try quantize(forwardNodes, ranges: quantization) }
         for id in inputIDs { _ = try memory(id) }
         for (step, node) in forwardNodes.enumerated() {
             forwardStep = step
@@ -412,8 +426,18 @@ public final class Graph {
         let id = storage(value)
         if id != value {
             let shared = try memory(id)
-            values[value].memory = shared
-            return shared
+            if let own = values[value].memory { return own }
+            guard values[value].descriptor != shared.descriptor else {
+                values[value].memory = shared
+                return shared
+            }
+            // Quantized graphs: a uint8 block output written over its int8 shortcut, the same
+            // bytes read as another type. It is bound wherever its storage is.
+            let follower = try Memory(unbound: values[value].descriptor)
+            followers[ObjectIdentifier(shared), default: []].append(follower)
+            if shared.pointer != nil { follower.bind(sameAs: shared) }
+            values[value].memory = follower
+            return follower
         }
         let pooled = poolsValues && !isPlanned
         if pooled {
@@ -495,6 +519,7 @@ public final class Graph {
             placements.append((memory, offset))
             total = max(total, offset + size)
         }
+        placements += placements.flatMap { memory, offset in (followers[ObjectIdentifier(memory)] ?? []).map { ($0, offset) } }
         var buffer: Buffer?
         if let arena {
             arena.place(placements, byteCount: total)
@@ -505,7 +530,11 @@ public final class Graph {
             ownedBytes += total
             buffer = own
         }
-        for id in lifetimes.keys { if let m = memory(id), m.pointer == nil { bindOwn(m) } }
+        for id in lifetimes.keys {
+            guard let m = memory(id) else { continue }
+            if m.pointer == nil { bindOwn(m) }
+            for follower in followers[ObjectIdentifier(m)] ?? [] where follower.pointer == nil { follower.bind(sameAs: m) }
+        }
         return buffer
     }
 
@@ -707,6 +736,9 @@ public final class Graph {
             throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
         }
         try checkReadable(tensor)
+        guard !memory.descriptor.elementType.isQuantized else {
+            throw TensorError.invalidArgument(layer: "read", message: "\(tensor) holds 8-bit integers in a quantized graph")
+        }
         switch layout {
         case .plain:
             return try readPlain(memory, shape: tensor.shape, cache: &values[tensor.id].reader)
@@ -890,7 +922,9 @@ final class ReorderNode: Node {
 
     override func planForward(_ graph: Graph) throws {
         let source = try graph.memory(inputs[0]), destination = try graph.memory(outputs[0])
-        run = try graph.bind(try PrimitiveCache.shared.reorder(from: source.descriptor, to: destination.descriptor),
+        // Into or out of a quantized graph's integers: `integer = real / scale`, `real = integer * scale`.
+        let scale = graph.values[inputs[0]].scale / graph.values[outputs[0]].scale
+        run = try graph.bind(try PrimitiveCache.shared.reorder(from: source.descriptor, to: destination.descriptor, scale: scale == 1 ? nil : scale),
                              [(Arg.from, source), (Arg.to, destination)])
     }
 

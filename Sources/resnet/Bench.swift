@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var choice: ModelChoice
     @Option(help: "train (forward, backward, SGD update) or eval (forward in inference mode).") var mode = "train"
     @Option(help: "Batch size (default: 128 for train, 256 for eval).") var batchSize: Int?
-    @Option(help: "Numeric precision: fp32, or bf16 (mixed: bfloat16 activations and convolutions, float32 weights, statistics and loss).") var precision: Precision = .fp32
+    @Option(help: "Numeric precision: fp32, bf16 (mixed: bfloat16 activations and convolutions, float32 weights, statistics and loss), or int8 (eval only: 8-bit convolutions, scales measured on the random input images).") var precision: InferencePrecision = .fp32
     @Option(help: "Timed runs; the median is reported.") var repeats = 5
     @Option(help: "Steps per timed run.") var iterations = 20
     @Option(help: "Untimed steps first.") var warmup = 3
@@ -32,6 +32,8 @@ struct Bench: ParsableCommand {
         let model: any Layer
         do { model = try definition.build(input: input, classes: classes) } catch let e as ModelError { throw UserError(e.description) }
         let training = mode == "train"
+        guard precision != .auto, !(training && precision == .int8) else { throw UserError("--precision must be fp32, bf16 or int8 (int8 with --mode eval only)") }
+        let format: Precision = precision == .bf16 ? .bf16 : .fp32
         do {
             try ModelSummary(of: model, name: definition.name, input: input, classes: classes).checkFits(batchSize: batch, training: training)
         } catch let e as ModelError { throw UserError(e.description) }
@@ -44,7 +46,7 @@ struct Bench: ParsableCommand {
         var describeKernels: () -> (algorithms: String, winograd: Int, chunk: Int, note: String) = { ("rule", 0, batch, "") }
         var generator = SeededGenerator(seed: 1)
         if training {
-            let graph = Graph(computesGradients: true, precision: precision)
+            let graph = Graph(computesGradients: true, precision: format)
             let images = graph.input([batch] + input.chw)
             let labels = graph.labels(count: batch)
             try graph.plan(loss: try softmaxCrossEntropy(try model(images), labels: labels))
@@ -61,8 +63,11 @@ struct Bench: ParsableCommand {
             }
         } else {
             let evaluator = Evaluator(model: model, imageShape: input.chw, classCount: classes, batchSize: batch,
-                                      parametersAreConstant: true, precision: precision)
+                                      parametersAreConstant: true, precision: format)
             let pixels = (0..<(batch * input.chw.reduce(1, *))).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if precision == .int8 {
+                try pixels.withUnsafeBufferPointer { try evaluator.quantize(calibratingOn: $0, count: batch, normalization: .none) }
+            }
             var probabilities = [Float](repeating: 0, count: batch * classes)
             step = {
                 try pixels.withUnsafeBufferPointer { p in

@@ -58,17 +58,33 @@ struct Evaluate: ParsableCommand {
                          input: ImageShape(height: card.input.height, width: card.input.width, channels: card.input.channels),
                          classes: card.classNames.count).checkFits(batchSize: min(batchSize, images.count), training: false)
         let start = Date()
-        let result = try Evaluator(model: trained.loaded.model, imageShape: card.input.shape, classCount: card.classNames.count,
-                                   batchSize: batchSize, statistics: statistics, whitening: trained.loaded.whitening,
-                                   precision: number.resolved())
-            .evaluate(images, normalization: card.preprocessing.normalization)
+        let evaluator = Evaluator(model: trained.loaded.model, imageShape: card.input.shape, classCount: card.classNames.count,
+                                  batchSize: batchSize, statistics: statistics, whitening: trained.loaded.whitening,
+                                  parametersAreConstant: number.quantizes, precision: try number.resolved())
+        var calibration = ""
+        if number.quantizes {
+            // Scales come from training images (a run's training part, never its validation or
+            // the test images scored here), or the images of --calibration.
+            let measured: (pixels: [UInt8], count: Int, source: String)
+            if number.calibration != nil {
+                measured = try calibrationImages(for: trained, folder: number.calibration, count: number.calibrationImages)
+            } else {
+                guard let train = source.split("train") else { throw UserError("\(source.name) has no training split to calibrate int8 on: give --calibration DIR") }
+                measured = try calibrationImages(training: train, run: trained.run, count: number.calibrationImages, expecting: card.input.shape)
+            }
+            try measured.pixels.withUnsafeBufferPointer {
+                try evaluator.quantize(calibratingOn: $0, count: measured.count, normalization: card.preprocessing.normalization)
+            }
+            calibration = ", int8 scaled on \(measured.source)"
+        }
+        let result = try evaluator.evaluate(images, normalization: card.preprocessing.normalization)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
             return
         }
-        print("\(card.architecture.name) from \(trained.loaded.url.path) on \(source.name) \(split) (\(result.count) images, batch norm: \(bn) statistics, \(String(format: "%.1f", -start.timeIntervalSinceNow)) s)")
+        print("\(card.architecture.name) from \(trained.loaded.url.path) on \(source.name) \(split) (\(result.count) images, batch norm: \(bn) statistics\(calibration), \(String(format: "%.1f", -start.timeIntervalSinceNow)) s)")
         print(String(format: "loss %.4f  top-1 %.2f%%  top-5 %.2f%%", result.loss, 100 * result.top1, 100 * result.top5))
         print(confusionTable(result))
     }

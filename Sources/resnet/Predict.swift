@@ -33,11 +33,16 @@ struct Predict: ParsableCommand {
         guard !images.isEmpty else { throw UserError("give at least one image file after the model") }
         guard top >= 1 else { throw UserError("--top must be at least 1, got \(top)") }
         try engine.apply()
-        let classifier = try Classifier(try TrainedModel(model).loaded, maximumBatchSize: min(images.count, 32), precision: number.resolved())
+        let trained = try TrainedModel(model)
+        let classifier = try Classifier(trained.loaded, maximumBatchSize: min(images.count, 32), precision: try number.resolved())
         let card = classifier.card
         // Decode and prepare every file first (keeping only input-sized images), so that a bad
         // one stops us before any network work.
         let prepared = try images.map(classifier.prepareImage(path:))
+        if number.quantizes {
+            let measured = try calibrationImages(for: trained, folder: number.calibration, count: number.calibrationImages)
+            try classifier.quantize(calibratingOn: measured.pixels, count: measured.count)
+        }
         var results: [Result] = []
         for start in stride(from: 0, to: prepared.count, by: classifier.maximumBatchSize) {
             let end = min(prepared.count, start + classifier.maximumBatchSize)

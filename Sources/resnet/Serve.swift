@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ResNetEngine
+import ResNetInference
 import ResNetServing
 import ResNetTensors
 import ResNetTraining
@@ -42,9 +43,18 @@ struct Serve: ParsableCommand {
                                            maximumBodyBytes: maxBody, maximumImagePixels: maxPixels, maximumImagesPerRequest: maxImages,
                                            inferenceThreads: ComputeEngine.shared.threadCount)
         if let decodeThreads { settings.decodeThreads = decodeThreads }
-        settings.precision = number.resolved()
+        settings.precision = try number.resolved()
         settings = try settings.validated()
-        let server = try ClassificationServer(model: try TrainedModel(model).loaded, configuration: settings)
+        let trained = try TrainedModel(model)
+        let server: ClassificationServer
+        if number.quantizes {
+            let classifier = try Classifier(trained.loaded, maximumBatchSize: settings.maximumBatchSize, precision: settings.precision)
+            let measured = try calibrationImages(for: trained, folder: number.calibration, count: number.calibrationImages)
+            try classifier.quantize(calibratingOn: measured.pixels, count: measured.count)
+            server = try ClassificationServer(classifier: classifier, configuration: settings)
+        } else {
+            server = try ClassificationServer(model: trained.loaded, configuration: settings)
+        }
         try server.runUntilSignalled()
     }
 }

@@ -72,11 +72,13 @@ final class AddNode: Node {
     private var copies: [BoundPrimitive] = []
     /// The ReLU that follows, applied as a post-op (`relu(a + b)` in one pass).
     var fusesReLU = false
+    /// Quantized graphs: each operand's scale over the output's.
+    var inputScales: [Float]?
 
     override func planForward(_ graph: Graph) throws {
         let a = try graph.memory(inputs[0]), b = try graph.memory(inputs[1]), out = try graph.memory(outputs[0])
         let primitive = try binaryPrimitive(dnnl_binary_add, a.descriptor, b.descriptor, out.descriptor,
-                                            attributes: Attributes(relu: fusesReLU), label: label)
+                                            attributes: Attributes(relu: fusesReLU, inputScales: inputScales), label: label)
         runForward = try graph.bind(primitive, [(Arg.src, a), (Arg.src1, b), (Arg.dst, out)])
     }
 
@@ -303,7 +305,9 @@ final class PadChannelsNode: Node {
     }
 
     override func forward(_ graph: Graph) {
-        if source.descriptor.elementType == .bfloat16 {
+        if source.descriptor.elementType.size == 1 {
+            copy(from: source.pointer!.assumingMemoryBound(to: UInt8.self), to: destination.pointer!.assumingMemoryBound(to: UInt8.self), forward: true)
+        } else if source.descriptor.elementType == .bfloat16 {
             copy(from: source.pointer!.assumingMemoryBound(to: UInt16.self), to: destination.pointer!.assumingMemoryBound(to: UInt16.self), forward: true)
         } else {
             copy(from: source.floats, to: destination.floats, forward: true)

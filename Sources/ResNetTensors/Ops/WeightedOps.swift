@@ -83,14 +83,21 @@ class WeightedNode: Node {
     let training: Bool
     var forwardPrimitive: Primitive!
 
-    private(set) var runForward: BoundPrimitive!
+    var runForward: BoundPrimitive!
     private var reorderWeightsForward: BoundPrimitive?
     private var forwardWeights: Memory!
     /// Post-ops of the forward primitive (a ReLU after folding a batch norm with one).
     var forwardAttributes = Attributes()
+    /// Quantized graphs: the weights as 8-bit integers (one scale per output channel) and the
+    /// bias in the accumulator's units, made when the graph is quantized and kept until planned.
+    var quantized: QuantizedWeights?
     /// Inference only: the batch norm this op absorbed, and the float32 weights and bias
     /// that fold it in, recomputed before every forward pass from the current parameters.
     private(set) var foldedNorm: BatchNormNode?
+    /// The parameters the forward weights are derived from: the op's, and a folded batch norm's.
+    var derivationParameters: [Parameter] {
+        parameters + (foldedNorm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? [])
+    }
     private var foldedWeights: Memory?, foldedBias: Memory?
     /// Inference only: the parameters the derived weights were made from, to redo them only
     /// when those change (training graphs update weights every step and always redo them).
@@ -203,7 +210,15 @@ class WeightedNode: Node {
         }
         if sharedWeights == nil {
             var plain = weight.value
-            if foldedNorm != nil {
+            if let quantized {
+                // Made when the graph was quantized: the integers go into the primitive's layout
+                // at the first pass, like any derived weights.
+                plain = try graph.temporary(MemoryDescriptor(weight.shape, .plain, .int8))
+                let bias = try graph.temporary(MemoryDescriptor([weight.shape[0]], .plain))
+                quantized.integers.withUnsafeBytes { plain.pointer!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                quantized.bias.withUnsafeBytes { bias.pointer!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                foldedBias = bias
+            } else if foldedNorm != nil {
                 plain = try graph.temporary(weight.value.descriptor)
                 foldedWeights = plain
                 foldedBias = try graph.temporary(MemoryDescriptor([weight.shape[0]], .plain))
@@ -217,10 +232,11 @@ class WeightedNode: Node {
             }
         }
         if let storeKey, let store = graph.derivedWeights {
-            let (weight, bias, norm, folded, foldedBias, reorder) = (weight, bias, foldedNorm, foldedWeights, foldedBias, reorderWeightsForward)
+            let (weight, bias, folded, foldedBias, reorder) = (weight, bias, foldedWeights, foldedBias, reorderWeightsForward)
+            let norm = quantized == nil ? foldedNorm : nil   // quantized weights were folded when quantized
             let entry = DerivedWeightStore.Entry(parameters: parameters + (norm.map { [$0.scale, $0.shift, $0.runningMean, $0.runningVariance] } ?? []),
                                                  weights: forwardWeights, bias: foldedBias) {
-                if let norm { Self.fold(norm, weight: weight, bias: bias, into: folded!, foldedBias!) }
+                if let norm { Self.fold(norm, weight: weight, bias: bias, into: folded!.floats, foldedBias!.floats) }
                 reorder?.execute()
             }
             store.entries[storeKey] = entry
@@ -238,6 +254,7 @@ class WeightedNode: Node {
             derivedFrom = ParameterSnapshot(parameters + norm)
             graph.account(bytes: derivedFrom!.byteCount)
         }
+        if quantized != nil { quantized = QuantizedWeights(integers: [], bias: []) }   // in their memories now, or shared
         if let foldedBias {
             bindings.append((Arg.bias, foldedBias))
         } else if let bias {
@@ -287,7 +304,7 @@ class WeightedNode: Node {
         if let sharedWeights {
             sharedWeights.deriveOnce()
         } else if derivesOnce ? !derivedOnce : (derivedFrom?.changed() ?? true) {
-            if let norm = foldedNorm { Self.fold(norm, weight: weight, bias: bias, into: foldedWeights!, foldedBias!) }
+            if let norm = foldedNorm, quantized == nil { Self.fold(norm, weight: weight, bias: bias, into: foldedWeights!.floats, foldedBias!.floats) }
             reorderWeightsForward?.execute()
             derivedOnce = true
         }
@@ -296,9 +313,10 @@ class WeightedNode: Node {
 
     /// `W' = W * s` and `b' = shift + (b - mean) * s` per output channel, with
     /// `s = scale / sqrt(variance + epsilon)`: the batch norm's affine map moved into the op.
-    private static func fold(_ norm: BatchNormNode, weight: Parameter, bias: Parameter?, into foldedWeights: Memory, _ foldedBias: Memory) {
+    static func fold(_ norm: BatchNormNode, weight: Parameter, bias: Parameter?, into folded: UnsafeMutablePointer<Float>,
+                     _ b: UnsafeMutablePointer<Float>) {
         let outputs = weight.shape[0], perOutput = weight.count / outputs
-        let w = weight.value.floats, folded = foldedWeights.floats, b = foldedBias.floats
+        let w = weight.value.floats
         let gamma = norm.scale.value.floats, beta = norm.shift.value.floats
         let mean = norm.runningMean.value.floats, variance = norm.runningVariance.value.floats
         let ownBias = bias?.value.floats
@@ -326,7 +344,8 @@ class WeightedNode: Node {
 final class ConvolutionNode: WeightedNode {
     let stride: [Int]
     let padding: [Int]
-    let algorithm: dnnl_alg_kind_t
+    /// Direct or Winograd; quantized convolutions are direct.
+    var algorithm: dnnl_alg_kind_t
 
     init(label: String, weight: Parameter, bias: Parameter?, stride: [Int], padding: [Int], algorithm: dnnl_alg_kind_t, training: Bool) {
         self.stride = stride
