@@ -41,6 +41,30 @@ struct QuantizedEvaluatorTests {
         #expect(try probabilities(evaluator) == quantized, "a second call gives the same numbers")
     }
 
+    @Test("ResNet-50 (7x7 stem on signed input, max pooling, bottlenecks, projection shortcuts) in int8 stays close to fp32")
+    func resnet50AgreesWithFloat() throws {
+        let model = try ModelDefinition(name: "resnet50").build(input: ImageShape(height: 64, width: 64, channels: 3), classes: 10)
+        model.initializeParameters(seed: 6)
+        let count = 8, perImage = 3 * 64 * 64
+        var generator = SeededGenerator(seed: 12)
+        let pixels = (0..<(2 * count * perImage)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let normalization = Normalization.perChannel(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+        func probabilities(_ evaluator: Evaluator) throws -> [Float] {
+            var out = [Float](repeating: 0, count: count * 10)
+            try pixels[(count * perImage)...].withUnsafeBufferPointer { p in
+                try out.withUnsafeMutableBufferPointer { try evaluator.probabilities(ofPrepared: p, count: count, normalization: normalization, into: $0) }
+            }
+            return out
+        }
+        let reference = try probabilities(Evaluator(model: model, imageShape: [3, 64, 64], classCount: 10, batchSize: count, parametersAreConstant: true))
+        let evaluator = Evaluator(model: model, imageShape: [3, 64, 64], classCount: 10, batchSize: count, parametersAreConstant: true)
+        try pixels[..<(count * perImage)].withUnsafeBufferPointer { try evaluator.quantize(calibratingOn: $0, count: count, normalization: normalization) }
+        let quantized = try probabilities(evaluator)
+        let worst = zip(quantized, reference).map { abs($0 - $1) }.max()!
+        let spread = reference.max()! - reference.min()!
+        #expect(worst < 0.02 * spread, "probabilities differ by up to \(worst); fp32's range over \(spread)")
+    }
+
     @Test("only an fp32 evaluator with constant parameters is quantized, on at least one image")
     func quantizationIsChecked() throws {
         let model = try ModelDefinition(name: "resnet20", options: ModelOptions(shortcut: .a)).build(input: nil, classes: nil)
