@@ -93,8 +93,10 @@ let package = Package(
             "ResNetTraining", "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers",
         ]),
         .testTarget(name: "ResNetDataTests", dependencies: ["ResNetData"], exclude: ["Fixtures"]),
+        // The test executable's malloc family, counting a thread's allocations (tests only).
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
         .testTarget(name: "ResNetInferenceTests", dependencies: [
-            "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers",
+            "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors", "ResNetLayers", "ResNetOptimizers", "AllocationCounter",
         ], exclude: ["Fixtures"]),
         .testTarget(name: "ResNetServingTests", dependencies: ["ResNetServing", "ResNetInference", "ResNetModels", "ResNetData", "ResNetTensors"]),
         .testTarget(name: "ResNetDistributedTests", dependencies: ["ResNetDistributed", "ResNetTraining", "ResNetModels", "ResNetData", "ResNetInference"]),

@@ -191,6 +191,9 @@ public final class Evaluator {
         activations.removeUnused()
     }
 
+    /// The graphs planned so far (for tests).
+    var plannedGraphs: [Graph] { graphs.values.map(\.graph) }
+
     /// How many Winograd convolutions the graph planned for `batch` images uses (0 if none is planned).
     public func winogradConvolutionCount(batch: Int) -> Int { graphs[batch]?.graph.winogradConvolutionCount ?? 0 }
 
@@ -252,24 +255,30 @@ public final class Evaluator {
         let epoch = loader.epoch(0)
         defer { epoch.cancel() }
         var probabilities = [Float](repeating: 0, count: classCount)
+        let perImage = imageShape.reduce(1, *)
         while let batch = epoch.next() {
-            let p = try planned(batch.count)
-            p.graph.withInputBuffer(p.images) { $0.update(from: UnsafeMutableBufferPointer(mutating: batch.images)) }
-            try p.graph.setLabels(p.labels, Array(batch.labels))
-            p.graph.forward()
-            lossSum += Double(try p.graph.scalar(p.loss)) * Double(batch.count)
-            try p.graph.withValue(p.logits) { logits in
-                for i in 0..<batch.count {
-                    let row = UnsafeBufferPointer(rebasing: logits[(i * classCount)..<((i + 1) * classCount)])
-                    let truth = Int(batch.labels[i])
-                    var best = 0
-                    for k in 1..<classCount where row[k] > row[best] { best = k }
-                    confusion[truth][best] += 1
-                    let above = row.reduce(0) { $0 + ($1 > row[truth] ? 1 : 0) }
-                    if above < 5 { top5 += 1 }
-                    if let onPrediction {
-                        probabilities.withUnsafeMutableBufferPointer { softmax(row, into: $0) }
-                        probabilities.withUnsafeBufferPointer { onPrediction(batch.indices[i], $0) }
+            // A deployed model runs the batch whole or in the chunks measured faster (runSize).
+            let run = try runSize(batch.count)
+            for start in stride(from: 0, to: batch.count, by: run) {
+                let n = min(run, batch.count - start)
+                let p = try planned(n)
+                p.graph.withInputBuffer(p.images) { $0.baseAddress!.update(from: batch.images.baseAddress! + start * perImage, count: n * perImage) }
+                try p.graph.setLabels(p.labels, Array(batch.labels[start..<(start + n)]))
+                p.graph.forward()
+                lossSum += Double(try p.graph.scalar(p.loss)) * Double(n)
+                try p.graph.withValue(p.logits) { logits in
+                    for i in 0..<n {
+                        let row = UnsafeBufferPointer(rebasing: logits[(i * classCount)..<((i + 1) * classCount)])
+                        let truth = Int(batch.labels[start + i])
+                        var best = 0
+                        for k in 1..<classCount where row[k] > row[best] { best = k }
+                        confusion[truth][best] += 1
+                        let above = row.reduce(0) { $0 + ($1 > row[truth] ? 1 : 0) }
+                        if above < 5 { top5 += 1 }
+                        if let onPrediction {
+                            probabilities.withUnsafeMutableBufferPointer { softmax(row, into: $0) }
+                            probabilities.withUnsafeBufferPointer { onPrediction(batch.indices[start + i], $0) }
+                        }
                     }
                 }
             }

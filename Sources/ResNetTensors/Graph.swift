@@ -107,6 +107,9 @@ public final class Graph {
         var channelsLastReader: (BoundPrimitive, Memory)?
         /// Quantized graphs: what one step of an 8-bit value is worth (`real = integer * scale`).
         var scale: Float = 1
+        /// Its shape in plain fp32 layout, made once (``Graph/withValue(_:_:)`` compares with it
+        /// on every call, and making a descriptor allocates).
+        lazy var plainDescriptor = MemoryDescriptor(shape, .plain)
 
         init(shape: [Int], descriptor: MemoryDescriptor, requiresGradient: Bool) {
             self.shape = shape
@@ -196,6 +199,8 @@ public final class Graph {
     /// (its `sum` post-op) writes the block's output over the shortcut operand, which nothing
     /// reads afterwards. Maps a value to the one whose memory it uses.
     var memoryAliases: [Int: Int] = [:]
+    /// Every primitive bound for this graph, in the order bound (tests count their executions).
+    private(set) var boundPrimitives: [BoundPrimitive] = []
     /// Memories over the same bytes as another (keyed by it) in another element type.
     private var followers: [ObjectIdentifier: [Memory]] = [:]
     private var valuePool: Buffer?
@@ -556,7 +561,9 @@ public final class Graph {
         if let pad = primitive.descriptor(for: Arg.scratchpad) {
             all.append((Arg.scratchpad, try scratchpad.memory(pad)))
         }
-        return BoundPrimitive(primitive, all)
+        let bound = BoundPrimitive(primitive, all)
+        boundPrimitives.append(bound)
+        return bound
     }
 
     /// Where a backward primitive should write the gradient of value `id`.
@@ -708,7 +715,7 @@ public final class Graph {
             throw TensorError.notPlanned("\(tensor) was not computed (fused away or not planned): pass it in plan(keep:)")
         }
         try checkReadable(tensor)
-        guard memory.descriptor == MemoryDescriptor(tensor.shape, .plain) else {
+        guard memory.descriptor == values[tensor.id].plainDescriptor else {
             throw TensorError.invalidArgument(layer: "withValue", message: "\(tensor) is not in plain layout: use read(_:)")
         }
         return try body(UnsafeBufferPointer(start: memory.floats, count: tensor.shape.reduce(1, *)))

@@ -46,4 +46,26 @@ struct ChunkingTests {
             #expect(try probabilities(evaluator) == probabilities(evaluator), "a second call gives the same numbers")
         }
     }
+
+    @Test("a data set's evaluation runs its batches in the chunks measured faster, with the same result")
+    func evaluationRunsInChunks() throws {
+        let model = try model(seed: 5)
+        let count = 70
+        var generator = SeededGenerator(seed: 6)
+        let dataset = ImageDataset(images: (0..<(count * 3 * 32 * 32)).map { _ in UInt8.random(in: 0...255, using: &generator) },
+                                   labels: (0..<count).map { Int32($0 % 10) }, channels: 3, height: 32, width: 32,
+                                   classNames: (0..<10).map { "class \($0)" })
+        let normalization = Normalization.perChannel(mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
+        // Batches of 40 and 30: training's validation evaluator runs them whole.
+        let reference = try Evaluator(model: model, imageShape: [3, 32, 32], classCount: 10, batchSize: 40).evaluate(dataset, normalization: normalization)
+        let evaluator = Evaluator(model: model, imageShape: [3, 32, 32], classCount: 10, batchSize: 40, parametersAreConstant: true)
+        evaluator.chunkTimer = { batch in batch == 40 ? 1 : 0.1 }
+        var seen: [Int] = []
+        let chunked = try evaluator.evaluate(dataset, normalization: normalization) { index, _ in seen.append(index) }
+        #expect(evaluator.runSizes == [40: 10], "the batch of 40 ran as 4 x 10; 30 is below the size that is measured")
+        #expect(chunked.confusionMatrix == reference.confusionMatrix)
+        #expect(chunked.top5 == reference.top5)
+        #expect(abs(chunked.loss - reference.loss) < 1e-5 * max(1, abs(reference.loss)))
+        #expect(seen == Array(0..<count), "every image reported once, in order")
+    }
 }
