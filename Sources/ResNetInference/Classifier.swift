@@ -115,12 +115,13 @@ public final class Classifier {
     }
 
     /// Whether the network runs in 8-bit integers (``quantize(calibratingOn:count:)``).
-    public var isQuantized: Bool { evaluator.quantization != nil }
+    public var isQuantized: Bool { evaluator.isQuantized }
 
     /// Runs the network in 8-bit integers from now on, with scales measured on `count` prepared
     /// images (``prepareImage(path:)``'s pixels, one image after another): a few hundred images
     /// like those it will classify. ResNet-20 on CIFAR-10 lost 0.03 points of test accuracy
-    /// (docs/performance.md). fp32 classifiers only.
+    /// (docs/performance.md). fp32 classifiers only. The images are measured at the next
+    /// classification, on the thread that classifies (``Evaluator/quantize(calibratingOn:count:normalization:)``).
     public func quantize(calibratingOn pixels: [UInt8], count: Int) throws {
         try pixels.withUnsafeBufferPointer {
             try evaluator.quantize(calibratingOn: $0, count: count, normalization: card.preprocessing.normalization)

@@ -107,6 +107,7 @@ public final class Evaluator {
         }
         guard count > 0 else { return }
         try normalization.check(channels: imageShape[0], elementsPerImage: perImage, whitening: whitening)
+        try calibrateIfPending()
         let plane = imageShape.dropFirst().reduce(1, *)
         // Batches of at most `batchSize`, each run whole or in the chunks measured faster (no array
         // of chunk sizes: a classifier call allocates nothing once its graphs are planned).
@@ -158,6 +159,13 @@ public final class Evaluator {
     /// with scales measured on `count` prepared images (planar bytes of ``imageShape`` each): a
     /// few hundred images like those the model will classify, never a test set it is scored on.
     /// For an fp32 evaluator with constant parameters.
+    ///
+    /// The images are checked and copied here; they are measured at the next call, on the thread
+    /// that runs the network. oneDNN driven from a second thread leaves GNU OpenMP with two thread
+    /// teams on the machine's cores, and it then stops spinning between parallel regions: a
+    /// server that calibrated on its main thread answered ResNet-20 requests from one client at
+    /// 460 instead of 1,640 per second, its inference thread waiting on futexes (2-core AMD EPYC,
+    /// 2026-12-01, `perf record`).
     public func quantize(calibratingOn pixels: UnsafeBufferPointer<UInt8>, count: Int, normalization: Normalization) throws {
         let perImage = imageShape.reduce(1, *)
         guard parametersAreConstant, precision == .fp32 else {
@@ -167,23 +175,47 @@ public final class Evaluator {
             throw ModelFileError.invalidCard("calibration needs at least one image: got \(pixels.count) bytes for \(count) images of \(perImage) values")
         }
         try normalization.check(channels: imageShape[0], elementsPerImage: perImage, whitening: whitening)
+        pendingCalibration = (Array(pixels), count, normalization)
+        quantization = nil
+        dropGraphs()
+    }
+
+    /// Whether the network runs in 8-bit integers (after ``quantize(calibratingOn:count:normalization:)``,
+    /// measured or not yet).
+    public var isQuantized: Bool { quantization != nil || pendingCalibration != nil }
+
+    /// Calibration images given to ``quantize(calibratingOn:count:normalization:)`` and not yet measured.
+    private var pendingCalibration: (pixels: [UInt8], count: Int, normalization: Normalization)?
+
+    /// Measures the pending calibration images, if any, on fp32 graphs of their own (dropped when
+    /// measured: at most two batch sizes), and makes the network's graphs 8-bit from then on.
+    private func calibrateIfPending() throws {
+        guard let pending = pendingCalibration else { return }
+        pendingCalibration = nil
+        let perImage = imageShape.reduce(1, *)
         let wasTraining = model.isTraining
         model.eval()
         forEachBatchNorm(model) { $0.evaluationStatistics = statistics }
         defer { if wasTraining { model.train() } }
         var ranges: ActivationRanges?
         var start = 0
-        while start < count {
-            // fp32 graphs of their own, dropped when measured: at most two batch sizes.
-            let n = min(batchSize, count - start)
-            let p = try trace(Graph(computesGradients: false, parametersAreConstant: true, convolutionAlgorithms: .direct), batch: n)
-            var measured = ranges ?? ActivationRanges(for: p.graph)
-            setInput(p.graph, p.images, from: pixels.baseAddress! + start * perImage, count: n, normalization: normalization)
-            try p.graph.measureRanges(into: &measured)
-            ranges = measured
-            start += n
+        try pending.pixels.withUnsafeBufferPointer { pixels in
+            while start < pending.count {
+                let n = min(batchSize, pending.count - start)
+                let p = try trace(Graph(computesGradients: false, parametersAreConstant: true, convolutionAlgorithms: .direct), batch: n)
+                var measured = ranges ?? ActivationRanges(for: p.graph)
+                setInput(p.graph, p.images, from: pixels.baseAddress! + start * perImage, count: n, normalization: pending.normalization)
+                try p.graph.measureRanges(into: &measured)
+                ranges = measured
+                start += n
+            }
         }
         quantization = ranges
+        dropGraphs()
+    }
+
+    /// Forgets every planned graph and the choices made for them.
+    private func dropGraphs() {
         graphs = [:]
         runSizes = [:]
         convolutionChoices = [:]
@@ -248,6 +280,7 @@ public final class Evaluator {
     /// Evaluates and reports each image's dataset index and softmax probabilities to `onPrediction`.
     public func evaluate(_ dataset: ImageDataset, normalization: Normalization,
                          onPrediction: ((Int, UnsafeBufferPointer<Float>) -> Void)?) throws -> EvaluationResult {
+        try calibrateIfPending()
         let loader = try BatchLoader(dataset: dataset, batchSize: batchSize, shuffle: false, dropLast: false,
                                      normalization: normalization, whitening: whitening)
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classCount), count: classCount)

@@ -28,8 +28,9 @@ struct QuantizedEvaluatorTests {
         let evaluator = Evaluator(model: model, imageShape: [3, 32, 32], classCount: 10, batchSize: 16, parametersAreConstant: true)
         // Calibrated on other images than those scored, in batches of 16.
         try calibration.withUnsafeBufferPointer { try evaluator.quantize(calibratingOn: $0, count: count, normalization: normalization) }
-        #expect(evaluator.quantization?.imageCount == count)
+        #expect(evaluator.isQuantized && evaluator.quantization == nil, "measured at the next call")
         let quantized = try probabilities(evaluator)
+        #expect(evaluator.quantization?.imageCount == count)
         #expect(evaluator.convolutionChoices.isEmpty, "8-bit graphs are direct: nothing to measure")
         #expect(evaluator.winogradConvolutionCount(batch: 16) == 0)
         #expect(quantized != reference)
@@ -79,6 +80,6 @@ struct QuantizedEvaluatorTests {
         #expect(throws: ModelFileError.self) {
             try pixels.withUnsafeBufferPointer { try evaluator.quantize(calibratingOn: $0, count: 2, normalization: .none) }
         }
-        #expect(evaluator.quantization == nil)
+        #expect(evaluator.quantization == nil && !evaluator.isQuantized)
     }
 }
