@@ -114,13 +114,14 @@ extension Graph {
             let scale = largest / (type == .uint8 ? 255 : 127)
             return scale.isFinite && scale > 0 ? scale : 1
         }
-        func retype(_ id: Int, _ type: ElementType, measuredAs measured: Int? = nil) throws {
+        /// `id` becomes integers of `type`, in the one layout integers have.
+        func retype(_ id: Int, _ type: ElementType) throws {
             let shape = values[id].shape
             values[id].descriptor = MemoryDescriptor(shape, shape.count == 4 ? .channelsLast : .plain, type)
-            values[id].scale = try scale(of: measured ?? id, as: type)
+            values[id].scale = try scale(of: id, as: type)
         }
-        /// A new value computed by `node` from `source`, run before `consumer`.
-        func insert(_ node: ReorderNode, from source: Int, shape: [Int], descriptor: MemoryDescriptor) -> Int {
+        /// The output of `node`, a new value, computed before the step being rewritten.
+        func insert(_ node: ReorderNode, shape: [Int], descriptor: MemoryDescriptor) -> Int {
             let copy = addValue(shape: shape, descriptor: descriptor, requiresGradient: false).id
             node.outputs = [copy]
             values[copy].producer = node
@@ -139,7 +140,7 @@ extension Graph {
                 return id
             }
             let shape = values[id].shape
-            let copy = insert(ReorderNode(label: consumer.label + ".quantize", input: id), from: id, shape: shape,
+            let copy = insert(ReorderNode(label: consumer.label + ".quantize", input: id), shape: shape,
                               descriptor: MemoryDescriptor(shape, shape.count == 4 ? .channelsLast : .plain, type))
             values[copy].scale = try scale(of: id, as: type)
             quantizedCopy[id] = copy
@@ -149,7 +150,7 @@ extension Graph {
         func float(_ id: Int, for consumer: Node, descriptor: MemoryDescriptor) -> Int {
             guard isQuantized(id) else { return id }
             if let copy = floatCopy[id] { return copy }
-            let copy = insert(ReorderNode(label: consumer.label + ".dequantize", input: id), from: id, shape: values[id].shape, descriptor: descriptor)
+            let copy = insert(ReorderNode(label: consumer.label + ".dequantize", input: id), shape: values[id].shape, descriptor: descriptor)
             floatCopy[id] = copy
             return copy
         }
