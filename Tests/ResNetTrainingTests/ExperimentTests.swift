@@ -1,7 +1,7 @@
 import Foundation
 import ResNetData
 import ResNetInference
-import ResNetTraining
+@testable import ResNetTraining
 import Testing
 
 @Suite("Experiments: campaigns, reports, comparisons", .serialized)
@@ -83,6 +83,23 @@ struct ExperimentTests {
         try comparison.writeFigure(to: figure.path, byEpochs: false)
         #expect(FileManager.default.fileExists(atPath: figure.path))
         #expect(throws: TrainingError.self) { try RunComparison(directories: [folder.appendingPathComponent("nothing")]) }
+    }
+
+    @Test func theDegradationFigureShowsTheEndOfEveryCurve() {
+        func rows(_ run: String, _ errors: [(iteration: Int, train: Double, test: Double)]) -> [ExperimentReport.Row] {
+            errors.map { ExperimentReport.Row(run: run, network: run, seed: 0, shortcut: .a, epoch: 0, iteration: $0.iteration,
+                                              trainError: $0.train, validationError: nil, testError: $0.test) }
+        }
+        // The paper's case: everything ends below 20% and the first iterations' 60-90% are clipped.
+        let paperLike = rows("resnet20", [(400, 90, 88), (8_000, 12, 14), (16_000, 7, 9)])
+            + rows("plain20", [(400, 80, 79), (8_000, 16, 18), (16_000, 10, 13)])
+        #expect(degradationErrorAxisTop(paperLike) == 20)
+        // A plain-56 that still errs on 40-47% in its later half raises the axis to 50, not a flat line at 25.
+        let degraded = paperLike + rows("plain56", [(400, 90, 90), (6_000, 60, 61), (8_000, 47, 46), (16_000, 40.2, 40.1)])
+        #expect(degradationErrorAxisTop(degraded) == 50)
+        // A run in progress counts by its own iterations: 3,000 of them, the later half from 1,500.
+        #expect(degradationErrorAxisTop(rows("plain56", [(351, 89.8, 89.5), (1_500, 77.1, 76.0), (3_000, 69, 68)])) == 80)
+        #expect(degradationErrorAxisTop([]) == 20)
     }
 
     @Test func aDepthCampaignReportsTheTestErrorOfEveryRun() throws {
