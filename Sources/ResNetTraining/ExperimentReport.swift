@@ -29,6 +29,8 @@ public struct ExperimentReport {
         public var finalTrainError: Double?
         /// Training time in hours (the sum of the epochs' seconds).
         public var hours: Double
+        /// The other campaign's run this one is (``ExperimentRun/sameAs``), when it was reused.
+        public var reused: String? = nil
     }
 
     public let experiment: Experiment
@@ -63,7 +65,7 @@ public struct ExperimentReport {
             results.append(Result(run: run, status: status, bestValidationError: best.map { 100 * (1 - $0.accuracy) },
                                   chosenEpoch: best?.epoch, testError: test,
                                   finalTrainError: status.history.last.map { 100 * (1 - $0.trainAccuracy) },
-                                  hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600))
+                                  hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600, reused: runner.reusedRun(of: run)))
         }
         self.rows = rows
         self.results = results
@@ -129,6 +131,11 @@ public struct ExperimentReport {
             }
         }
         lines.append("")
+        let reused = results.compactMap { r in r.reused.map { "\(r.run.name) is \($0)" } }
+        if !reused.isEmpty {
+            lines.append("Trained once for two campaigns (the same settings): " + reused.joined(separator: ", ") + ".")
+            lines.append("")
+        }
         lines.append(experiment == .degradation
             ? "Test error of the checkpoint chosen on the 5,000 validation images (best validation accuracy at an epoch's end); the test error logged during training is only plotted."
             : experiment == .transfer

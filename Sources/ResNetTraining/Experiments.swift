@@ -102,8 +102,12 @@ public enum Experiment: String, CaseIterable, Sendable {
                         var r = Self.request(recipe: .fast, scale: scale, seed: seed)
                         r.model = "resnet\(depth)"
                         r.shortcut = option
+                        // Option A is the depth campaign's run of the same depth and seed: at the
+                        // default scales, ResNet-32's two seeds are ~1.8 hours not trained twice
+                        // (`resnet experiment depth --dry-run`, 2-core VM, 2026-12-01).
                         runs.append(ExperimentRun(name: "resnet\(depth)-\(option)-seed\(seed)", network: "resnet\(depth)",
-                                                  seed: seed, shortcut: option, request: r))
+                                                  seed: seed, shortcut: option, request: r,
+                                                  sameAs: option == .a ? "\(Experiment.depth.rawValue)/resnet\(depth)-seed\(seed)" : nil))
                     }
                 }
             }
@@ -144,6 +148,11 @@ public struct ExperimentRun: Sendable, Equatable {
     public var request: RunRequest
     /// The campaign run whose best checkpoint this one starts from (`--from`).
     public var startsFrom: String? = nil
+    /// A run of another campaign in the same runs folder (`depth/resnet32-seed0`) that may train
+    /// exactly this configuration. If it has finished, with the same settings, before this run
+    /// starts, this run *is* that one: its directory becomes a link to it, and it is not trained
+    /// twice (``ExperimentRunner/reusableRun(for:planned:)``).
+    public var sameAs: String? = nil
 }
 
 /// Where a run of a campaign stands, read from its directory.
@@ -210,6 +219,31 @@ public final class ExperimentRunner {
     /// The run's directory.
     public func directory(of run: ExperimentRun) -> URL { folder.appendingPathComponent(run.name) }
 
+    /// The finished run of another campaign that `run` can be (``ExperimentRun/sameAs``): only
+    /// while `run`'s own directory is absent or empty, and only if that run finished, was
+    /// evaluated on the test set, and trained exactly `planned` (``sameRun(_:_:)``). A run that
+    /// is unreadable or differs is not reused; this one then trains as usual.
+    public func reusableRun(for run: ExperimentRun, planned: RunConfiguration) -> URL? {
+        guard let other = run.sameAs else { return nil }
+        let own = directory(of: run)
+        if FileManager.default.fileExists(atPath: own.path) {
+            guard let contents = try? FileManager.default.contentsOfDirectory(atPath: own.path), contents.isEmpty else { return nil }
+        }
+        let candidate = folder.deletingLastPathComponent().appendingPathComponent(other)
+        guard let status = try? ExperimentRunStatus.read(candidate), status.stage == .finished,
+              let configuration = status.configuration, Self.sameRun(configuration, planned),
+              FileManager.default.fileExists(atPath: candidate.appendingPathComponent("test.json").path) else { return nil }
+        return candidate
+    }
+
+    /// The run `run`'s directory links to when it was reused (``ExperimentRun/sameAs``), else nil.
+    public func reusedRun(of run: ExperimentRun) -> String? {
+        guard let other = run.sameAs, (try? FileManager.default.destinationOfSymbolicLink(atPath: directory(of: run).path)) != nil else {
+            return nil
+        }
+        return other
+    }
+
     /// The configuration `run` trains with on `data` (CIFAR-10).
     public func configuration(of run: ExperimentRun, data: LoadedDataset, dataPath: String?, threads: Int) throws -> RunConfiguration {
         var request = run.request
@@ -232,9 +266,15 @@ public final class ExperimentRunner {
             if let existing = status.configuration, !Self.sameRun(existing, planned) {
                 throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
             }
+            if status.stage == .notStarted, let shared = reusableRun(for: run, planned: planned) {
+                try? FileManager.default.removeItem(at: directory)   // empty (reusableRun checked)
+                try FileManager.default.createSymbolicLink(atPath: directory.path, withDestinationPath: "../" + run.sameAs!)
+                log("[\(k + 1)/\(runs.count)] \(run.name): finished, as \(shared.path) (the same settings), not trained again")
+                continue
+            }
             let testFile = directory.appendingPathComponent("test.json")
             if status.stage == .finished {
-                log("[\(k + 1)/\(runs.count)] \(run.name): finished")
+                log("[\(k + 1)/\(runs.count)] \(run.name): finished\(reusedRun(of: run).map { " (the same run as \($0))" } ?? "")")
                 // A run stopped between its last checkpoint and its test evaluation gets it now.
                 if !FileManager.default.fileExists(atPath: testFile.path), let configuration = status.configuration,
                    let test = try configuration.prepared(data).split("test") {

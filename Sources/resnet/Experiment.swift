@@ -69,6 +69,10 @@ struct ExperimentCommand: ParsableCommand {
                 let status = try ExperimentRunStatus.read(runner.directory(of: run))
                 let c = try runner.configuration(of: run, data: resolved.dataset, dataPath: resolved.path, threads: threads)
                 let steps = c.recipe.totalIterations(trainingCount: c.trainingCount)
+                if status.stage == .notStarted, runner.reusableRun(for: run, planned: c) != nil {
+                    say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \("will be \(run.sameAs!)".padding(toLength: 28, withPad: " ", startingAt: 0)) finished there, not trained again")
+                    continue
+                }
                 let left = status.stage == .finished ? 0 : steps - status.step
                 // Evaluations (validation every epoch, test too when monitored) add about 8% and 20%.
                 let seconds = Double(left * c.recipe.batchSize) / (speeds[run.network] ?? 1) * (c.monitorsTest == true ? 1.2 : 1.08)

@@ -17,6 +17,7 @@ struct ExperimentTests {
         #expect(depth.count == 8 && depth.allSatisfy { $0.request.recipe == "fast" && $0.request.shortcut == .a && $0.request.skipTest == nil })
         let shortcuts = try Experiment.shortcuts.runs(seeds: [0])
         #expect(shortcuts.map(\.name) == ["resnet32-A-seed0", "resnet32-B-seed0", "resnet32-C-seed0"])
+        #expect(shortcuts.map(\.sameAs) == ["depth/resnet32-seed0", nil, nil] && depth[2].name == "resnet32-seed0")
         #expect(try Experiment.depth.runs(scheduleScale: 0.5)[0].request.overrides.epochs == 15)
         #expect(throws: TrainingError.self) { try Experiment.depth.runs(depths: [21]) }
         #expect(throws: TrainingError.self) { try Experiment.degradation.runs(scheduleScale: .nan) }
@@ -116,6 +117,61 @@ struct ExperimentTests {
         #expect(report.markdown.contains("| resnet8 | 2 | ") && report.markdown.contains("| resnet14 | 2 | "))
         let rows = report.markdown.split(separator: "\n").filter { $0.hasPrefix("| resnet") }
         #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" ± ") && $0.contains("(2 runs)") })
+    }
+
+    @Test func theShortcutCampaignReusesTheDepthCampaignsFinishedRunOfTheSameSettings() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func runner(_ experiment: Experiment, scale: Double) throws -> ExperimentRunner {
+            let r = ExperimentRunner(experiment: experiment, runs: try experiment.runs(depths: [8], seeds: [0], scheduleScale: scale),
+                                     directory: folder)   // the fast recipe for 1 or 2 epochs
+            r.overrides.batchSize = 16
+            r.overrides.validation = 30
+            return r
+        }
+        var lines: [String] = []
+        // Nothing to reuse yet: the shortcut campaign trains option A itself, in its own folder.
+        let alone = try runner(.shortcuts, scale: 0.04)
+        let reuseBefore = try alone.configuration(of: alone.runs[0], data: tinyDataset(), dataPath: nil, threads: 1)
+        #expect(alone.reusableRun(for: alone.runs[0], planned: reuseBefore) == nil)
+
+        let depth = try runner(.depth, scale: 0.04)
+        depth.log = { _ in }
+        #expect(try depth.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        let shortcuts = try runner(.shortcuts, scale: 0.04)
+        shortcuts.log = { lines.append($0) }
+        #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        let a = shortcuts.directory(of: shortcuts.runs[0]), depthRun = depth.directory(of: depth.runs[0])
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: a.path) == "../depth/resnet8-seed0")
+        #expect(lines.filter { $0.contains("resnet8-A-seed0: finished, as") && $0.contains("not trained again") }.count == 1)
+        #expect(lines.filter { $0.contains(": starting") }.map { $0.prefix { $0 != ":" } } == ["[2/3] resnet8-B-seed0", "[3/3] resnet8-C-seed0"])
+        #expect(try Data(contentsOf: a.appendingPathComponent("best.safetensors")) == Data(contentsOf: depthRun.appendingPathComponent("best.safetensors")))
+        let report = try ExperimentReport(shortcuts)
+        #expect(report.results.count == 3 && report.results.allSatisfy { $0.testError != nil })
+        #expect(report.results.map(\.reused) == ["depth/resnet8-seed0", nil, nil])
+        #expect(report.markdown.contains("Trained once for two campaigns (the same settings): resnet8-A-seed0 is depth/resnet8-seed0."))
+        // Run again: nothing trains, and the reused run says what it is.
+        lines = []
+        #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        #expect(lines.first == "[1/3] resnet8-A-seed0: finished (the same run as depth/resnet8-seed0)" && !lines.contains { $0.contains("starting") })
+
+        // Other settings (another schedule scale) are not the same run: nothing is reused.
+        let other = ExperimentRunner(experiment: .shortcuts, runs: try Experiment.shortcuts.runs(depths: [8], seeds: [0], scheduleScale: 0.07),
+                                     directory: folder.appendingPathComponent("other"))
+        other.overrides = shortcuts.overrides
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("other/depth"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("other/depth/resnet8-seed0"), withDestinationURL: depthRun)
+        let planned = try other.configuration(of: other.runs[0], data: tinyDataset(), dataPath: nil, threads: 1)
+        #expect(other.reusableRun(for: other.runs[0], planned: planned) == nil)
+        // Nor is it while this run's own folder holds anything.
+        let held = try runner(.shortcuts, scale: 0.04)
+        try FileManager.default.removeItem(at: a)
+        try FileManager.default.createDirectory(at: a, withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: a.appendingPathComponent("config.json"))
+        let same = try held.configuration(of: held.runs[0], data: tinyDataset(), dataPath: nil, threads: 1)
+        #expect(held.reusableRun(for: held.runs[0], planned: same) == nil)
+        try FileManager.default.removeItem(at: a.appendingPathComponent("config.json"))
+        #expect(held.reusableRun(for: held.runs[0], planned: same)?.standardizedFileURL == depthRun.standardizedFileURL)
     }
 
     @Test func aTransferCampaignPretrainsOnHalfTheClassesAndComparesFineTuningWithScratch() throws {
