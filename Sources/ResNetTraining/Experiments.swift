@@ -266,6 +266,11 @@ public final class ExperimentRunner {
             if let existing = status.configuration, !Self.sameRun(existing, planned) {
                 throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
             }
+            if status.stage == .notStarted, (try? FileManager.default.destinationOfSymbolicLink(atPath: directory.path)) != nil {
+                // A link to a reused run that has been removed since: this run trains after all.
+                try FileManager.default.removeItem(at: directory)   // the link, not what it named
+                log("[\(k + 1)/\(runs.count)] \(run.name): the run it was linked to (\(run.sameAs ?? "?")) is gone")
+            }
             if status.stage == .notStarted, let shared = reusableRun(for: run, planned: planned) {
                 try? FileManager.default.removeItem(at: directory)   // empty (reusableRun checked)
                 try FileManager.default.createSymbolicLink(atPath: directory.path, withDestinationPath: "../" + run.sameAs!)

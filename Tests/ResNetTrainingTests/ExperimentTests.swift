@@ -155,6 +155,19 @@ struct ExperimentTests {
         #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
         #expect(lines.first == "[1/3] resnet8-A-seed0: finished (the same run as depth/resnet8-seed0)" && !lines.contains { $0.contains("starting") })
 
+        // The run it links to removed: option A trains itself, in a folder of its own.
+        let depthCopy = folder.appendingPathComponent("depth-kept")
+        try FileManager.default.moveItem(at: depthRun, to: depthCopy)
+        lines = []
+        #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        #expect(lines.first == "[1/3] resnet8-A-seed0: the run it was linked to (depth/resnet8-seed0) is gone")
+        #expect(lines.dropFirst().first?.hasPrefix("[1/3] resnet8-A-seed0: starting") == true)
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: a.path)) == nil)
+        #expect(try ExperimentRunStatus.read(a).stage == .finished && ExperimentReport(shortcuts).results.map(\.reused) == [nil, nil, nil])
+        try FileManager.default.removeItem(at: a)
+        try FileManager.default.moveItem(at: depthCopy, to: depthRun)
+        try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
+
         // Other settings (another schedule scale) are not the same run: nothing is reused.
         let other = ExperimentRunner(experiment: .shortcuts, runs: try Experiment.shortcuts.runs(depths: [8], seeds: [0], scheduleScale: 0.07),
                                      directory: folder.appendingPathComponent("other"))
