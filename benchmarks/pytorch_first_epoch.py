@@ -2,7 +2,7 @@
 the degradation campaign's slow starts.
 
 In `resnet experiment degradation`, seed 0 of both 56-layer networks spent its whole first epoch
-near chance (ResNet-56: 10.4% training accuracy, ResNet-20: 33.5%). This script trains the same
+near chance (ResNet-56: 10.4% training accuracy, ResNet-20: 39.1%). This script trains the same
 network as PyTorch writes it (akamaster's CIFAR ResNet with option A from torch_support.py, or its
 plain twin: the same blocks without the shortcut), initialized as SwiftResNet initializes it
 (He-normal fan-out convolutions, Glorot-uniform linear layer: pytorch_fast.initialize), on the same

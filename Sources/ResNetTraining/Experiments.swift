@@ -221,7 +221,7 @@ public final class ExperimentRunner {
 
     /// The finished run of another campaign that `run` can be (``ExperimentRun/sameAs``): only
     /// while `run`'s own directory is absent or empty, and only if that run finished, was
-    /// evaluated on the test set, and trained exactly `planned` (``sameRun(_:_:)``). A run that
+    /// evaluated on the test set, and trained exactly `planned` (``sameRunOnSameData(_:_:)``). A run that
     /// is unreadable or differs is not reused; this one then trains as usual.
     public func reusableRun(for run: ExperimentRun, planned: RunConfiguration) -> URL? {
         guard let other = run.sameAs else { return nil }
@@ -231,14 +231,14 @@ public final class ExperimentRunner {
         }
         let candidate = folder.deletingLastPathComponent().appendingPathComponent(other)
         guard let status = try? ExperimentRunStatus.read(candidate), status.stage == .finished,
-              let configuration = status.configuration, Self.sameRun(configuration, planned),
+              let configuration = status.configuration, Self.sameRunOnSameData(configuration, planned),
               FileManager.default.fileExists(atPath: candidate.appendingPathComponent("test.json").path) else { return nil }
         return candidate
     }
 
     /// The run `run`'s directory links to when it was reused (``ExperimentRun/sameAs``), else nil.
     public func reusedRun(of run: ExperimentRun) -> String? {
-        guard let other = run.sameAs, (try? FileManager.default.destinationOfSymbolicLink(atPath: directory(of: run).path)) != nil else {
+        guard let other = run.sameAs, (try? FileManager.default.destinationOfSymbolicLink(atPath: directory(of: run).path)) == "../" + other else {
             return nil
         }
         return other
@@ -261,21 +261,30 @@ public final class ExperimentRunner {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for (k, run) in runs.enumerated() {
             let directory = directory(of: run)
-            let status = try ExperimentRunStatus.read(directory)
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: directory.path),
+               (try? ExperimentRunStatus.read(directory))?.stage != .finished {
+                // A link stands for a finished run only. One whose run was removed, restarted or
+                // is still training elsewhere is not this campaign's to resume (two processes
+                // would write one checkpoint): this run trains itself, in a folder of its own.
+                try FileManager.default.removeItem(at: directory)   // the link, not what it named
+                log("[\(k + 1)/\(runs.count)] \(run.name): the run it was linked to (\(target)) is gone or has not finished")
+            }
+            var status = try ExperimentRunStatus.read(directory)
             let planned = try configuration(of: run, data: data, dataPath: dataPath, threads: threads)
             if let existing = status.configuration, !Self.sameRun(existing, planned) {
                 throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
             }
-            if status.stage == .notStarted, (try? FileManager.default.destinationOfSymbolicLink(atPath: directory.path)) != nil {
-                // A link to a reused run that has been removed since: this run trains after all.
-                try FileManager.default.removeItem(at: directory)   // the link, not what it named
-                log("[\(k + 1)/\(runs.count)] \(run.name): the run it was linked to (\(run.sameAs ?? "?")) is gone")
-            }
             if status.stage == .notStarted, let shared = reusableRun(for: run, planned: planned) {
                 try? FileManager.default.removeItem(at: directory)   // empty (reusableRun checked)
                 try FileManager.default.createSymbolicLink(atPath: directory.path, withDestinationPath: "../" + run.sameAs!)
-                log("[\(k + 1)/\(runs.count)] \(run.name): finished, as \(shared.path) (the same settings), not trained again")
-                continue
+                // The link is relative to where the campaign folder really is: if that does not
+                // reach the run just checked (a campaign folder that is itself a link), train.
+                if let linked = realPath(directory.path), linked == realPath(shared.path) {
+                    log("[\(k + 1)/\(runs.count)] \(run.name): finished, as \(shared.path) (the same settings), not trained again")
+                    continue
+                }
+                try FileManager.default.removeItem(at: directory)
+                status = try ExperimentRunStatus.read(directory)
             }
             let testFile = directory.appendingPathComponent("test.json")
             if status.stage == .finished {
@@ -312,6 +321,15 @@ public final class ExperimentRunner {
         return true
     }
 
+    /// Whether a finished run can stand for `planned` in another campaign: ``sameRun(_:_:)`` on
+    /// the same data too (data set, split sizes, the normalization measured on the training
+    /// images, class subset), the same start and the same batch splitting.
+    static func sameRunOnSameData(_ a: RunConfiguration, _ b: RunConfiguration) -> Bool {
+        sameRun(a, b) && a.dataset == b.dataset && a.trainingCount == b.trainingCount && a.validationCount == b.validationCount
+            && a.normalization == b.normalization && a.dataSubset == b.dataSubset && a.transfer == b.transfer
+            && (a.microBatches ?? 1) == (b.microBatches ?? 1)
+    }
+
     /// Whether two configurations train the same run (paths and thread counts aside).
     static func sameRun(_ a: RunConfiguration, _ b: RunConfiguration) -> Bool {
         a.model == b.model && a.modelOptions == b.modelOptions && a.recipe == b.recipe && a.seed == b.seed
@@ -340,6 +358,13 @@ public final class ExperimentRunner {
         }
         return speeds
     }
+}
+
+/// The canonical absolute path (`realpath(3)`: every link followed), or nil if it does not resolve.
+func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
 }
 
 /// Waits while a pause file exists (checked every 16 steps with one `stat`, no allocation);

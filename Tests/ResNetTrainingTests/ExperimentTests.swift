@@ -160,12 +160,29 @@ struct ExperimentTests {
         try FileManager.default.moveItem(at: depthRun, to: depthCopy)
         lines = []
         #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
-        #expect(lines.first == "[1/3] resnet8-A-seed0: the run it was linked to (depth/resnet8-seed0) is gone")
+        #expect(lines.first == "[1/3] resnet8-A-seed0: the run it was linked to (../depth/resnet8-seed0) is gone or has not finished")
         #expect(lines.dropFirst().first?.hasPrefix("[1/3] resnet8-A-seed0: starting") == true)
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: a.path)) == nil)
         #expect(try ExperimentRunStatus.read(a).stage == .finished && ExperimentReport(shortcuts).results.map(\.reused) == [nil, nil, nil])
+        // Nor is a link to a run that has not finished (restarted, or training elsewhere) resumed
+        // through: the link goes, and option A trains in its own folder.
         try FileManager.default.removeItem(at: a)
+        try FileManager.default.createDirectory(at: depthRun, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
+        lines = []
+        #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        #expect(lines.first?.hasSuffix("is gone or has not finished") == true)
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: a.path)) == nil && (try? FileManager.default.contentsOfDirectory(atPath: depthRun.path)) == [])
+        try FileManager.default.removeItem(at: a)
+        try FileManager.default.removeItem(at: depthRun)
         try FileManager.default.moveItem(at: depthCopy, to: depthRun)
+        try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
+        // Other data (here 240 images instead of 300) is not the same run either.
+        let otherData = try shortcuts.configuration(of: shortcuts.runs[0], data: tinyDataset(count: 240), dataPath: nil, threads: 1)
+        try FileManager.default.removeItem(at: a)
+        #expect(shortcuts.reusableRun(for: shortcuts.runs[0], planned: otherData) == nil)
+        let sameData = try shortcuts.configuration(of: shortcuts.runs[0], data: tinyDataset(), dataPath: nil, threads: 1)
+        #expect(shortcuts.reusableRun(for: shortcuts.runs[0], planned: sameData) != nil)
         try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
 
         // Other settings (another schedule scale) are not the same run: nothing is reused.
