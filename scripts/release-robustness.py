@@ -718,6 +718,17 @@ class Harness:
             add(["summary", m, "--json"], must_fail=True)
         for c in ("100000000000", "0", "-1", "9223372036854775807", "100001"):
             add(["summary", "resnet20", "--classes=" + c], must_fail=c != "100001")
+        # Campaigns: only --report, which reads the runs folder and trains nothing.
+        runs = self.path("campaigns")
+        for name in ("depth", "degradation", "shortcuts", "transfer"):
+            add(["experiment", name, "--runs", runs, "--report"])
+        for extra in (["--depths", "21"], ["--depths", "x,"], ["--depths", ""], ["--depths", "99999999999999999999"],
+                      ["--seeds", "-1"], ["--seeds", ","], ["--schedule-scale", "nan"], ["--schedule-scale", "0"],
+                      ["--schedule-scale", "inf"], ["--schedule-scale", "1e9"], ["--publish", model], ["--publish", model + "/x"]):
+            add(["experiment", "depth", "--runs", runs, "--report"] + extra, must_fail=True)
+        for bad in (model, model + "/sub", "/dev/null", ""):
+            add(["experiment", "depth", "--runs", bad, "--report"], must_fail=True)
+        add(["experiment", "nosuch", "--runs", runs, "--report"], must_fail=True)
         for inp in ("100000x100000x3", "0x0x3", "32x32x0", "32x32x100000", "-32x32x3", "32x32", "1x1x3", "4096x4096x3", "9223372036854775807x1x1", "axbxc"):
             add(["summary", "resnet20", "--input=" + inp], must_fail=inp not in ("1x1x3", "4096x4096x3", "32x32", "100000x100000x3", "32x32x100000"))
         add(["summary", "resnet1202", "--json"], check=check_summary_json)

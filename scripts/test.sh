@@ -8,10 +8,11 @@
 # so run one after the other they left a core idle for four minutes. Side by side, in a CI run
 # from a fresh clone (2026-12-01 23:30 UTC, campaign running niced), the suite took 5m46s and the
 # harness (then two cases at a time) 4m06s within it, against ~4 + ~3 minutes one after the
-# other: CI took 16m16s against 17m48s the evening before. (Building release and debug side by side too, in two scratch folders,
-# saved 53 s more of 10 minutes in the next run: within this VM's noise, not worth a second
-# checkout of every dependency.) The harness is niced so that the suite's own time bounds see the
-# machine they were written for, and its report is printed after the suite's.
+# other: CI took 16m16s against 17m48s the evening before. One case at a time (e7ed405), the
+# harness took 5m19s beside the suite's 5m03s, and CI 15m20s. (Building release and debug side
+# by side too, in two scratch folders, saved 53 s more of 10 minutes: within this VM's noise, not
+# worth a second checkout of every dependency.) The harness is niced so that the suite's own time
+# bounds see the machine they were written for, and its report is printed after the suite's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -42,6 +42,8 @@ struct ExperimentCommand: ParsableCommand {
             guard !items.isEmpty, parsed.allSatisfy({ $0 != nil }) else { throw UserError("--\(what) must be a comma-separated list, got '\(text)'") }
             return parsed.map { $0! }
         }
+        try checkFolder(runs, option: "runs")
+        if let publish { try checkFolder(publish, option: "publish") }
         let plan = try name.runs(depths: try list(depths, "depths") { Int($0) }, seeds: try list(seeds, "seeds") { UInt64($0) },
                                  scheduleScale: scheduleScale)
         let runner = ExperimentRunner(experiment: name, runs: plan, directory: URL(fileURLWithPath: runs))
@@ -95,5 +97,20 @@ struct ExperimentCommand: ParsableCommand {
         print(report.markdown, terminator: "")
         say("wrote " + (try report.write(into: runner.folder)).map(\.path).joined(separator: ", "))
         if let publish { say("copied to " + (try report.write(into: URL(fileURLWithPath: publish))).map(\.path).joined(separator: ", ")) }
+    }
+}
+
+/// `path` is a folder, or will be made in one: the nearest part of it that exists must be a
+/// folder. (Otherwise Foundation's error on creating it was the message: `--runs /etc/passwd`
+/// ended in "Error Domain=NSCocoaErrorDomain Code=512".)
+private func checkFolder(_ path: String, option: String) throws {
+    guard !path.isEmpty else { throw UserError("--\(option) needs a folder, got an empty path") }
+    var existing = URL(fileURLWithPath: path).standardizedFileURL
+    while !FileManager.default.fileExists(atPath: existing.path), existing.pathComponents.count > 1 {
+        existing.deleteLastPathComponent()
+    }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw UserError("--\(option) \(path): \(existing.path) is not a folder")
     }
 }
