@@ -43,7 +43,7 @@ public struct ExperimentReport {
         var rows: [Row] = [], results: [Result] = []
         for run in runner.runs {
             let directory = runner.directory(of: run)
-            let status = try ExperimentRunStatus.read(directory)
+            let status = try runner.status(of: run)
             guard status.stage != .notStarted else { continue }
             for r in status.history {
                 rows.append(Row(run: run.name, network: run.network, seed: run.seed, shortcut: run.shortcut, epoch: r.epoch,

@@ -168,12 +168,14 @@ public struct ExperimentRunStatus: Sendable {
     /// `everyBatches`).
     public var best: ValidationRecord?
 
+    /// A run without a checkpoint.
+    public static let notStarted = ExperimentRunStatus(stage: .notStarted, step: 0, totalSteps: nil, history: [], configuration: nil,
+                                                       bestEpoch: nil, best: nil)
+
     /// Reads `directory` (a run's); a directory without a checkpoint has not started.
     public static func read(_ directory: URL) throws -> ExperimentRunStatus {
         let last = directory.appendingPathComponent("last.safetensors")
-        guard FileManager.default.fileExists(atPath: last.path) else {
-            return ExperimentRunStatus(stage: .notStarted, step: 0, totalSteps: nil, history: [], configuration: nil, bestEpoch: nil, best: nil)
-        }
+        guard FileManager.default.fileExists(atPath: last.path) else { return .notStarted }
         let configuration = try Trainer.loadConfiguration(directory)
         let metadata = try SafeTensors.read(last).metadata
         guard let json = metadata["resnet.state"] else { throw TrainingError.checkpoint("\(last.path): no run state") }
@@ -234,6 +236,20 @@ public final class ExperimentRunner {
               let configuration = status.configuration, Self.sameRunOnSameData(configuration, planned),
               FileManager.default.fileExists(atPath: candidate.appendingPathComponent("test.json").path) else { return nil }
         return candidate
+    }
+
+    /// `run`'s progress as this campaign sees it. A link to another campaign's run stands for
+    /// that run only once it has finished; a link to one still training, restarted, removed or
+    /// unreadable reads as not started, because ``run(data:dataPath:threads:)`` would replace it
+    /// with a folder of its own and train (so `--dry-run` and `--report` do not show another
+    /// campaign's progress as this one's).
+    public func status(of run: ExperimentRun) throws -> ExperimentRunStatus {
+        let directory = directory(of: run)
+        guard (try? FileManager.default.destinationOfSymbolicLink(atPath: directory.path)) != nil else {
+            return try ExperimentRunStatus.read(directory)
+        }
+        if let status = try? ExperimentRunStatus.read(directory), status.stage == .finished { return status }
+        return .notStarted
     }
 
     /// The run `run`'s directory links to when it was reused (``ExperimentRun/sameAs``), else nil.

@@ -68,7 +68,7 @@ struct ExperimentCommand: ParsableCommand {
             var total = 0.0
             say("\(name.rawValue): \(plan.count) runs in \(runner.folder.path)")
             for run in plan {
-                let status = try ExperimentRunStatus.read(runner.directory(of: run))
+                let status = try runner.status(of: run)
                 let c = try runner.configuration(of: run, data: resolved.dataset, dataPath: resolved.path, threads: threads)
                 let steps = c.recipe.totalIterations(trainingCount: c.trainingCount)
                 if status.stage == .notStarted, runner.reusableRun(for: run, planned: c) != nil {

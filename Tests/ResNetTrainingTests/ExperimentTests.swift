@@ -204,6 +204,40 @@ struct ExperimentTests {
         #expect(held.reusableRun(for: held.runs[0], planned: same)?.standardizedFileURL == depthRun.standardizedFileURL)
     }
 
+    @Test func aLinkToARunStillTrainingReadsAsNotStartedInReportsAndDryRuns() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // The depth campaign's ResNet-8, stopped after its first of 3 epochs.
+        let depth = ExperimentRunner(experiment: .depth, runs: try Experiment.depth.runs(depths: [8], seeds: [0], scheduleScale: 0.1),
+                                     directory: folder)
+        depth.overrides.batchSize = 16
+        depth.overrides.validation = 30
+        let interruption = depth.interruption
+        depth.log = { if $0.contains("epoch   1/") { interruption.set() } }
+        #expect(try depth.run(data: tinyDataset(), dataPath: nil, threads: 1) == false)
+        let partial = try ExperimentRunStatus.read(depth.directory(of: depth.runs[0]))
+        #expect(partial.stage == .partial && partial.step > 0)
+        #expect(try depth.status(of: depth.runs[0]).stage == .partial && ExperimentReport(depth).results.count == 1)
+
+        // Option A of the shortcut campaign linked to it (as a link made when that run had
+        // finished, before it was restarted, would be): not this campaign's progress.
+        let shortcuts = ExperimentRunner(experiment: .shortcuts, runs: try Experiment.shortcuts.runs(depths: [8], seeds: [0], scheduleScale: 0.1),
+                                         directory: folder)
+        let a = shortcuts.directory(of: shortcuts.runs[0])
+        try FileManager.default.createDirectory(at: shortcuts.folder, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
+        #expect(try ExperimentRunStatus.read(a).stage == .partial)
+        #expect(try shortcuts.status(of: shortcuts.runs[0]).stage == .notStarted)
+        #expect(try ExperimentReport(shortcuts).results.isEmpty)
+        // A link to nothing, or to an unreadable run, is not started either; a real folder's
+        // unreadable checkpoint is still an error.
+        try Data("not a checkpoint".utf8).write(to: depth.directory(of: depth.runs[0]).appendingPathComponent("last.safetensors"))
+        #expect(try shortcuts.status(of: shortcuts.runs[0]).stage == .notStarted)
+        #expect(throws: (any Error).self) { try depth.status(of: depth.runs[0]) }
+        try FileManager.default.removeItem(at: depth.directory(of: depth.runs[0]))
+        #expect(try shortcuts.status(of: shortcuts.runs[0]).stage == .notStarted)
+    }
+
     @Test func aTransferCampaignPretrainsOnHalfTheClassesAndComparesFineTuningWithScratch() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -279,6 +279,9 @@ struct PlotTests {
         #expect(linearTicks(0, 164, maximum: 8, integral: true).values == [0, 25, 50, 75, 100, 125, 150, 175])
         #expect(linearTicks(0, 1, maximum: 8, integral: true).labels == ["0", "1"])
         #expect(linearTicks(0, 1, maximum: 5).labels == ["0.00", "0.25", "0.50", "0.75", "1.00"])
+        // The campaigns' iteration counts end on (or just below) the axis's last tick.
+        #expect(iterationTicks(upTo: 16_000).values == [0, 2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 14_000, 16_000])
+        #expect(iterationTicks(upTo: 10_530).values.last == 12_000 && iterationTicks(upTo: 0).values == [0, 1])
         let log = logTicks(1e-4, 0.1)
         #expect(log.labels == ["1e-4", "0.001", "0.01", "0.1"])
         #expect(logTicks(0.1, 0.1).labels.contains("0.1") && logTicks(0.1, 0.1).values.count > 3)
