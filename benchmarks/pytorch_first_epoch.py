@@ -8,8 +8,10 @@ plain twin: the same blocks without the shortcut), initialized as SwiftResNet in
 (He-normal fan-out convolutions, Glorot-uniform linear layer: pytorch_fast.initialize), on the same
 CIFAR-10 files, with the he2016 recipe (SGD 0.1, momentum 0.9, weight decay 1e-4 on every
 parameter, batch 128, flip and 4-pixel pad-crop, per-pixel mean subtracted), and prints the
-first loss and the running training accuracy every 50 steps. If PyTorch's start is as slow and as
-seed-dependent as SwiftResNet's, the slow start belongs to the recipe, not to the trainer.
+first loss and the running training accuracy every 50 steps, and each epoch's training accuracy
+and loss as `resnet train` logs them. If PyTorch's start is as slow and as seed-dependent as
+SwiftResNet's, the slow start belongs to the recipe, not to the trainer. With `--steps 3510` (ten
+epochs) it is also a control for the climb after the start (README, *Reproducing the paper*).
 
     ~/.cache/swiftresnet/torch-venv/bin/python benchmarks/pytorch_first_epoch.py \\
         --data ~/.cache/swiftresnet/cifar10/cifar-10-batches-bin --network resnet56 --seed 0
@@ -74,6 +76,7 @@ def main() -> None:
     batches = len(images) // 128
     correct, seen, loss_sum, start = 0, 0, 0.0, time.time()
     all_correct, all_loss = 0, 0.0
+    epoch_correct, epoch_loss = 0, 0.0
     for step in range(args.steps):
         if step and step % batches == 0:
             order = rng.permutation(len(images))
@@ -90,6 +93,13 @@ def main() -> None:
         seen += len(y)
         loss_sum += loss.item() * len(y)
         all_loss += loss.item() * len(y)
+        epoch_correct, epoch_loss = epoch_correct + right, epoch_loss + loss.item() * len(y)
+        if (step + 1) % batches == 0:
+            # The same figures `resnet train` logs at an epoch's end (`acc`, `loss`), to put a
+            # longer control (--steps 3510: ten epochs) beside a campaign's log line by line.
+            print(f"epoch {(step + 1) // batches}: training accuracy {100 * epoch_correct / (128 * batches):.2f}%, "
+                  f"loss {epoch_loss / (128 * batches):.4f} ({time.time() - start:.0f} s)", flush=True)
+            epoch_correct, epoch_loss = 0, 0.0
         if step == 0:
             print(f"{args.network} seed {args.seed}: first loss {loss.item():.4f}", flush=True)
         if (step + 1) % 50 == 0 or step + 1 == args.steps:
