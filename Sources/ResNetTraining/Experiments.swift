@@ -352,12 +352,16 @@ public final class ExperimentRunner {
             && (a.precision ?? .fp32) == (b.precision ?? .fp32) && a.imageShape == b.imageShape && a.classNames == b.classNames
     }
 
-    /// Training images/s of each distinct network of the campaign: a few steps of each, timed.
-    public static func measureSpeed(networks: [String], imageShape: [Int], classes: Int, batchSize: Int,
-                                    shortcut: ShortcutOption = .a) throws -> [String: Double] {
-        var speeds: [String: Double] = [:]
-        for network in Set(networks).sorted() {
-            let model = try ModelDefinition(name: network, options: ModelOptions(shortcut: shortcut))
+    /// Training images/s of each model (zoo name and options, as in the runs' configurations), in
+    /// the order given: a few steps of each distinct model, timed. The options count: option C
+    /// adds a projection to every block, so the shortcut campaign's B and C runs are not timed
+    /// as option A's network.
+    public static func measureSpeed(models: [(name: String, options: ModelOptions)], imageShape: [Int], classes: Int,
+                                    batchSize: Int) throws -> [Double] {
+        var measured: [(name: String, options: ModelOptions, speed: Double)] = []
+        return try models.map { wanted in
+            if let known = measured.first(where: { $0.name == wanted.name && $0.options == wanted.options }) { return known.speed }
+            let model = try ModelDefinition(name: wanted.name, options: wanted.options)
                 .build(input: ImageShape(height: imageShape[1], width: imageShape[2], channels: imageShape[0]), classes: classes)
             let optimizer = try Recipe.he2016.makeOptimizer()
             let step = try TrainingStep(model: model, optimizer: optimizer, imageShape: imageShape, classCount: classes,
@@ -370,9 +374,10 @@ public final class ExperimentRunner {
             try once()
             let start = Date()
             for _ in 0..<3 { try once() }
-            speeds[network] = Double(3 * batchSize) / max(-start.timeIntervalSinceNow, 1e-9)
+            let speed = Double(3 * batchSize) / max(-start.timeIntervalSinceNow, 1e-9)
+            measured.append((wanted.name, wanted.options, speed))
+            return speed
         }
-        return speeds
     }
 }
 

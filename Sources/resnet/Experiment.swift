@@ -61,15 +61,15 @@ struct ExperimentCommand: ParsableCommand {
         }
         let threads = ComputeEngine.shared.threadCount
         if dryRun {
-            let first = try runner.configuration(of: plan[0], data: resolved.dataset, dataPath: resolved.path, threads: threads)
+            let configurations = try plan.map { try runner.configuration(of: $0, data: resolved.dataset, dataPath: resolved.path, threads: threads) }
             say("measuring the training speed of each network here (a few steps each) ...")
-            let speeds = try ExperimentRunner.measureSpeed(networks: plan.map(\.network), imageShape: first.imageShape,
+            let first = configurations[0]
+            let speeds = try ExperimentRunner.measureSpeed(models: configurations.map { ($0.model, $0.modelOptions) }, imageShape: first.imageShape,
                                                            classes: first.classNames.count, batchSize: first.recipe.batchSize)
             var total = 0.0
             say("\(name.rawValue): \(plan.count) runs in \(runner.folder.path)")
-            for run in plan {
+            for (run, (c, speed)) in zip(plan, zip(configurations, speeds)) {
                 let status = try runner.status(of: run)
-                let c = try runner.configuration(of: run, data: resolved.dataset, dataPath: resolved.path, threads: threads)
                 let steps = c.recipe.totalIterations(trainingCount: c.trainingCount)
                 if status.stage == .notStarted, runner.reusableRun(for: run, planned: c) != nil {
                     say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \("will be \(run.sameAs!)".padding(toLength: 28, withPad: " ", startingAt: 0)) finished there, not trained again")
@@ -77,10 +77,10 @@ struct ExperimentCommand: ParsableCommand {
                 }
                 let left = status.stage == .finished ? 0 : steps - status.step
                 // Evaluations (validation every epoch, test too when monitored) add about 8% and 20%.
-                let seconds = Double(left * c.recipe.batchSize) / (speeds[run.network] ?? 1) * (c.monitorsTest == true ? 1.2 : 1.08)
+                let seconds = Double(left * c.recipe.batchSize) / speed * (c.monitorsTest == true ? 1.2 : 1.08)
                 total += seconds
                 let state = status.stage == .partial ? "partial, step \(status.step)/\(steps)" : status.stage.rawValue
-                say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(state.padding(toLength: 28, withPad: " ", startingAt: 0)) \(steps) iterations, \(String(format: "%.0f", speeds[run.network] ?? 0)) img/s here: \(duration(seconds)) left")
+                say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(state.padding(toLength: 28, withPad: " ", startingAt: 0)) \(steps) iterations, \(String(format: "%.0f", speed)) img/s here: \(duration(seconds)) left")
             }
             say("about \(duration(total)) left in all at \(threads) threads, alone on this machine")
             return

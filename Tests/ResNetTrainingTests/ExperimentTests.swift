@@ -1,6 +1,7 @@
 import Foundation
 import ResNetData
 import ResNetInference
+import ResNetModels
 @testable import ResNetTraining
 import Testing
 
@@ -276,7 +277,12 @@ struct ExperimentTests {
     }
 
     @Test func theDryRunMeasuresEachNetworksSpeed() throws {
-        let speeds = try ExperimentRunner.measureSpeed(networks: ["resnet8", "plain8", "resnet8"], imageShape: [3, 8, 8], classes: 3, batchSize: 8)
-        #expect(Set(speeds.keys) == ["resnet8", "plain8"] && speeds.values.allSatisfy { $0 > 0 && $0.isFinite })
+        let a = ModelOptions(shortcut: .a), c = ModelOptions(shortcut: .c)
+        let speeds = try ExperimentRunner.measureSpeed(models: [("resnet8", a), ("plain8", a), ("resnet8", c), ("resnet8", a)],
+                                                       imageShape: [3, 8, 8], classes: 3, batchSize: 8)
+        #expect(speeds.count == 4 && speeds.allSatisfy { $0 > 0 && $0.isFinite })
+        // Each distinct model is timed once: the repeated one has the first one's figure, and
+        // option C (a projection in every block) is timed as a network of its own.
+        #expect(speeds[3] == speeds[0] && speeds[2] != speeds[0])
     }
 }
