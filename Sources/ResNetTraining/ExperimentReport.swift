@@ -71,6 +71,13 @@ public struct ExperimentReport {
         self.results = results
     }
 
+    /// The paper's orderings as the finished runs show them (``ExperimentFindings``).
+    public var findings: [String] {
+        ExperimentFindings.sentences(experiment, rows: rows, finished: results.filter { $0.status.stage == .finished }.map {
+            ExperimentFindings.Outcome(run: $0.run.name, network: $0.run.network, seed: $0.run.seed, shortcut: $0.run.shortcut, testError: $0.testError)
+        })
+    }
+
     /// `network,seed,shortcut,epoch,iteration,train_error,val_error,test_error` (percent).
     public var csv: String {
         func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "" }
@@ -131,6 +138,12 @@ public struct ExperimentReport {
             }
         }
         lines.append("")
+        if !findings.isEmpty {
+            lines.append("What the finished runs say about the paper's orderings:")
+            lines.append("")
+            lines += findings.map { "- " + $0 }
+            lines.append("")
+        }
         let reused = results.compactMap { r in r.reused.map { "\(r.run.name) is \($0)" } }
         if !reused.isEmpty {
             lines.append("Trained once for two campaigns (the same settings): " + reused.joined(separator: ", ") + ".")

@@ -104,6 +104,51 @@ struct ExperimentTests {
         #expect(degradationErrorAxisTop([]) == 20)
     }
 
+    @Test func theFindingsStateWhetherThePapersOrderingsHeld() {
+        func rows(_ run: String, _ train: [Double]) -> [ExperimentReport.Row] {
+            train.enumerated().map { k, e in
+                ExperimentReport.Row(run: run, network: String(run.prefix { $0 != "-" }), seed: 0, shortcut: .a, epoch: k + 1,
+                                     iteration: 351 * (k + 1), trainError: e, validationError: nil, testError: nil)
+            }
+        }
+        func outcome(_ run: String, _ test: Double?, seed: UInt64 = 0, shortcut: ShortcutOption = .a) -> ExperimentFindings.Outcome {
+            ExperimentFindings.Outcome(run: run, network: String(run.prefix { $0 != "-" }), seed: seed, shortcut: shortcut, testError: test)
+        }
+        // Degradation: plain-56 above plain-20 throughout; ResNet-56 above ResNet-20 at first,
+        // below from the fourth point (1,404) on.
+        let curves = rows("plain20-seed0", [60, 40, 30, 20]) + rows("plain56-seed0", [90, 70, 55, 40])
+            + rows("resnet20-seed0", [50, 35, 25, 15]) + rows("resnet56-seed0", [85, 40, 26, 12])
+        let finished = [outcome("plain20-seed0", 14.8), outcome("plain56-seed0", 39.6), outcome("resnet20-seed0", 14.7), outcome("resnet56-seed0", 12.1)]
+        let degradation = ExperimentFindings.sentences(.degradation, rows: curves, finished: finished)
+        #expect(degradation == [
+            "plain56 against plain20 (seed 0): training error higher at all 4 evaluation points (by 20.0 points or more); at the end 40.00% against 20.00% (test error of the chosen checkpoints: 39.60% against 14.80%). The paper: deeper plain networks err more — held.",
+            "resnet56 against resnet20 (seed 0): training error lower at 1 of 4 evaluation points, lower at every one from iteration 1,404 on; at the end 12.00% against 15.00% (test error of the chosen checkpoints: 12.10% against 14.70%). The paper: deeper ResNets err less — did not hold.",
+        ])
+        // A run that has not finished is not compared.
+        #expect(ExperimentFindings.sentences(.degradation, rows: curves, finished: Array(finished.prefix(3))).count == 1)
+        // ResNet-56 below ResNet-20 at most points and at the end: held.
+        let crossing = rows("resnet20-seed0", [50, 35, 25, 15]) + rows("resnet56-seed0", [55, 30, 20, 10])
+        #expect(ExperimentFindings.sentences(.degradation, rows: crossing, finished: finished)
+            == ["resnet56 against resnet20 (seed 0): training error lower at 3 of 4 evaluation points, lower at every one from iteration 702 on; at the end 10.00% against 15.00% (test error of the chosen checkpoints: 12.10% against 14.70%). The paper: deeper ResNets err less — held."])
+
+        // Depth: means over seeds, falling at every step or not.
+        let depth = [outcome("resnet20-seed0", 9.0), outcome("resnet20-seed1", 9.4, seed: 1), outcome("resnet32-seed0", 8.1),
+                     outcome("resnet32-seed1", 8.3, seed: 1), outcome("resnet44-seed0", 7.6)]
+        #expect(ExperimentFindings.sentences(.depth, rows: [], finished: depth)
+            == ["Mean test error by depth: resnet20 9.20%, resnet32 8.20%, resnet44 7.60%. It fell at every step of depth, as in the paper's Table 6 — held. Steps between neighbouring depths: 0.60 to 1.00 points; two seeds of one depth differ by up to 0.40."])
+        let rising = depth + [outcome("resnet56-seed0", 7.9)]
+        #expect(ExperimentFindings.sentences(.depth, rows: [], finished: rising).first?.contains("It did not fall at every step (resnet44 to resnet56: +0.30 points)") == true)
+        #expect(ExperimentFindings.sentences(.depth, rows: [], finished: Array(depth.prefix(1))).isEmpty)
+
+        // Shortcuts: options closer than two seeds of one option, or not.
+        let options = [outcome("resnet32-A-seed0", 8.0), outcome("resnet32-A-seed1", 8.6, seed: 1),
+                       outcome("resnet32-B-seed0", 8.2, shortcut: .b), outcome("resnet32-C-seed0", 8.1, shortcut: .c)]
+        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], finished: options)
+            == ["resnet32: mean test error option A 8.30%, option B 8.20%, option C 8.10%, within 0.20 points of each other; two seeds of one option differ by up to 0.60. The paper (Table 3, ImageNet): A, B and C within 0.84 points — held (the options differ less than the seeds do)."])
+        let apart = Array(options.prefix(3)) + [outcome("resnet32-C-seed0", 6.0, shortcut: .c), outcome("resnet32-C-seed1", 6.2, seed: 1, shortcut: .c)]
+        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], finished: apart).first?.hasSuffix("the options differ by more than the seeds do.") == true)
+    }
+
     @Test func aDepthCampaignReportsTheTestErrorOfEveryRun() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
