@@ -36,10 +36,13 @@ public struct ExperimentReport {
     public let experiment: Experiment
     public let rows: [Row]
     public let results: [Result]
+    /// Every run of the campaign, started or not.
+    public let planned: [ExperimentRun]
 
     /// Reads every run of `runner` that has started.
     public init(_ runner: ExperimentRunner) throws {
         experiment = runner.experiment
+        planned = runner.runs
         var rows: [Row] = [], results: [Result] = []
         for run in runner.runs {
             let directory = runner.directory(of: run)
@@ -73,8 +76,10 @@ public struct ExperimentReport {
 
     /// The paper's orderings as the finished runs show them (``ExperimentFindings``).
     public var findings: [String] {
-        ExperimentFindings.sentences(experiment, rows: rows, finished: results.filter { $0.status.stage == .finished }.map {
-            ExperimentFindings.Outcome(run: $0.run.name, network: $0.run.network, seed: $0.run.seed, shortcut: $0.run.shortcut, testError: $0.testError)
+        ExperimentFindings.sentences(experiment, rows: rows, runs: planned.map { run in
+            let result = results.first { $0.run.name == run.name }
+            return ExperimentFindings.Outcome(run: run.name, network: run.network, seed: run.seed, shortcut: run.shortcut,
+                                              finished: result?.status.stage == .finished, testError: result?.testError)
         })
     }
 
@@ -139,7 +144,7 @@ public struct ExperimentReport {
         }
         lines.append("")
         if !findings.isEmpty {
-            lines.append("What the finished runs say about the paper's orderings:")
+            lines.append("What the runs say about the paper's orderings:")
             lines.append("")
             lines += findings.map { "- " + $0 }
             lines.append("")

@@ -112,41 +112,59 @@ struct ExperimentTests {
             }
         }
         func outcome(_ run: String, _ test: Double?, seed: UInt64 = 0, shortcut: ShortcutOption = .a) -> ExperimentFindings.Outcome {
-            ExperimentFindings.Outcome(run: run, network: String(run.prefix { $0 != "-" }), seed: seed, shortcut: shortcut, testError: test)
+            ExperimentFindings.Outcome(run: run, network: String(run.prefix { $0 != "-" }), seed: seed, shortcut: shortcut,
+                                       finished: test != nil, testError: test)
         }
-        // Degradation: plain-56 above plain-20 throughout; ResNet-56 above ResNet-20 at first,
-        // below from the fourth point (1,404) on.
+        // Degradation: plain-56 above plain-20 throughout (held); ResNet-56 below ResNet-20 only
+        // from the fourth point on, which is the whole last quarter (held).
         let curves = rows("plain20-seed0", [60, 40, 30, 20]) + rows("plain56-seed0", [90, 70, 55, 40])
             + rows("resnet20-seed0", [50, 35, 25, 15]) + rows("resnet56-seed0", [85, 40, 26, 12])
-        let finished = [outcome("plain20-seed0", 14.8), outcome("plain56-seed0", 39.6), outcome("resnet20-seed0", 14.7), outcome("resnet56-seed0", 12.1)]
-        let degradation = ExperimentFindings.sentences(.degradation, rows: curves, finished: finished)
-        #expect(degradation == [
-            "plain56 against plain20 (seed 0): training error higher at all 4 evaluation points (by 20.0 points or more); at the end 40.00% against 20.00% (test error of the chosen checkpoints: 39.60% against 14.80%). The paper: deeper plain networks err more — held.",
-            "resnet56 against resnet20 (seed 0): training error lower at 1 of 4 evaluation points, lower at every one from iteration 1,404 on; at the end 12.00% against 15.00% (test error of the chosen checkpoints: 12.10% against 14.70%). The paper: deeper ResNets err less — did not hold.",
+        let runs = [outcome("plain20-seed0", 14.8), outcome("resnet20-seed0", 14.7), outcome("plain56-seed0", 39.6), outcome("resnet56-seed0", 12.1)]
+        #expect(ExperimentFindings.sentences(.degradation, rows: curves, runs: runs) == [
+            "plain56 against plain20 (seed 0, the only one): training error higher at all 4 evaluation points (by 20.0 points or more); at the last (iteration 1,404) 40.00% against 20.00% (test error of the chosen checkpoints: 39.60% against 14.80%). The paper: deeper plain networks err more — held.",
+            "resnet56 against resnet20 (seed 0, the only one): training error lower at 1 of 4 evaluation points, lower at every one from iteration 1,404 on; at the last (iteration 1,404) 12.00% against 15.00% (test error of the chosen checkpoints: 12.10% against 14.70%). The paper: deeper ResNets err less — held.",
         ])
-        // A run that has not finished is not compared.
-        #expect(ExperimentFindings.sentences(.degradation, rows: curves, finished: Array(finished.prefix(3))).count == 1)
-        // ResNet-56 below ResNet-20 at most points and at the end: held.
-        let crossing = rows("resnet20-seed0", [50, 35, 25, 15]) + rows("resnet56-seed0", [55, 30, 20, 10])
-        #expect(ExperimentFindings.sentences(.degradation, rows: crossing, finished: finished)
-            == ["resnet56 against resnet20 (seed 0): training error lower at 3 of 4 evaluation points, lower at every one from iteration 702 on; at the end 10.00% against 15.00% (test error of the chosen checkpoints: 12.10% against 14.70%). The paper: deeper ResNets err less — held."])
+        // A pair is not compared before both runs have finished.
+        let unfinished = Array(runs.prefix(3)) + [outcome("resnet56-seed0", nil)]
+        #expect(ExperimentFindings.sentences(.degradation, rows: curves, runs: unfinished).last
+            == "resnet56 against resnet20 (seed 0, the only one): not compared until both have finished (1 of 2 have).")
+        // Plain-56 below plain-20 over the last quarter: did not hold, even if above it earlier.
+        let closing = rows("plain20-seed0", [60, 40, 30, 20, 18, 15, 12, 10]) + rows("plain56-seed0", [90, 70, 55, 40, 30, 20, 11, 9.5])
+        #expect(ExperimentFindings.sentences(.degradation, rows: closing, runs: Array(runs.prefix(3))).first?.hasSuffix(
+            "training error higher at 6 of 8 evaluation points, lower at every one from iteration 2,457 on; at the last (iteration 2,808) 9.50% against 10.00% (test error of the chosen checkpoints: 39.60% against 14.80%). The paper: deeper plain networks err more — did not hold (not on the paper's side at every point of the last quarter of training).") == true)
+        // Runs without a point in common, or an equal end, are said as such.
+        let apartInTime = rows("plain20-seed0", [60]) + rows("plain56-seed0", [90, 70]).filter { $0.iteration == 702 }
+        #expect(ExperimentFindings.sentences(.degradation, rows: apartInTime, runs: Array(runs.prefix(3))).first?.hasSuffix("no evaluation point in common.") == true)
+        let tie = rows("plain20-seed0", [60, 40, 30, 20]) + rows("plain56-seed0", [90, 70, 55, 20])
+        #expect(ExperimentFindings.sentences(.degradation, rows: tie, runs: Array(runs.prefix(3))).first?.contains("higher at 3 of 4 evaluation points; at the last (iteration 1,404) 20.00% against 20.00%") == true)
 
-        // Depth: means over seeds, falling at every step or not.
-        let depth = [outcome("resnet20-seed0", 9.0), outcome("resnet20-seed1", 9.4, seed: 1), outcome("resnet32-seed0", 8.1),
-                     outcome("resnet32-seed1", 8.3, seed: 1), outcome("resnet44-seed0", 7.6)]
-        #expect(ExperimentFindings.sentences(.depth, rows: [], finished: depth)
-            == ["Mean test error by depth: resnet20 9.20%, resnet32 8.20%, resnet44 7.60%. It fell at every step of depth, as in the paper's Table 6 — held. Steps between neighbouring depths: 0.60 to 1.00 points; two seeds of one depth differ by up to 0.40."])
-        let rising = depth + [outcome("resnet56-seed0", 7.9)]
-        #expect(ExperimentFindings.sentences(.depth, rows: [], finished: rising).first?.contains("It did not fall at every step (resnet44 to resnet56: +0.30 points)") == true)
-        #expect(ExperimentFindings.sentences(.depth, rows: [], finished: Array(depth.prefix(1))).isEmpty)
+        // Depth: means over both seeds, a verdict only when every run has finished.
+        var depth = [outcome("resnet20-seed0", 9.0), outcome("resnet20-seed1", 9.4, seed: 1), outcome("resnet32-seed0", 8.1),
+                     outcome("resnet32-seed1", 8.3, seed: 1), outcome("resnet44-seed0", 7.6), outcome("resnet44-seed1", 7.4, seed: 1)]
+        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: depth)
+            == ["Mean test error by depth over 2 seeds: resnet20 9.20%, resnet32 8.20%, resnet44 7.50%; steps resnet20 to resnet32 -1.00, resnet32 to resnet44 -0.70 points; two seeds of one depth differ by up to 0.40. It fell at every step, as in the paper's Table 6 — held, each step larger than the seeds' spread."])
+        depth[5].testError = 8.2   // resnet44: 7.9 mean, 0.3 below resnet32: within its seeds' 0.6
+        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: depth).first?.hasSuffix(
+            "held in the means, but resnet32 to resnet44 is within the seeds' spread, so not resolved by these runs.") == true)
+        let rising = depth + [outcome("resnet56-seed0", 8.0), outcome("resnet56-seed1", 8.2, seed: 1)]
+        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: rising).first?.hasSuffix("did not hold (resnet44 to resnet56).") == true)
+        let partial = depth + [outcome("resnet56-seed0", 7.0), outcome("resnet56-seed1", nil, seed: 1)]
+        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: partial)
+            == ["Mean test error by depth so far (7 of 8 runs finished): resnet20 9.20%, resnet32 8.20%, resnet44 7.90%, resnet56 7.00%; no verdict until all have finished."])
 
-        // Shortcuts: options closer than two seeds of one option, or not.
-        let options = [outcome("resnet32-A-seed0", 8.0), outcome("resnet32-A-seed1", 8.6, seed: 1),
-                       outcome("resnet32-B-seed0", 8.2, shortcut: .b), outcome("resnet32-C-seed0", 8.1, shortcut: .c)]
-        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], finished: options)
-            == ["resnet32: mean test error option A 8.30%, option B 8.20%, option C 8.10%, within 0.20 points of each other; two seeds of one option differ by up to 0.60. The paper (Table 3, ImageNet): A, B and C within 0.84 points — held (the options differ less than the seeds do)."])
-        let apart = Array(options.prefix(3)) + [outcome("resnet32-C-seed0", 6.0, shortcut: .c), outcome("resnet32-C-seed1", 6.2, seed: 1, shortcut: .c)]
-        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], finished: apart).first?.hasSuffix("the options differ by more than the seeds do.") == true)
+        // Shortcuts: options against each other within a seed, seeds within an option.
+        let options = [outcome("resnet32-A-seed0", 8.0), outcome("resnet32-B-seed0", 8.2, shortcut: .b), outcome("resnet32-C-seed0", 8.1, shortcut: .c),
+                       outcome("resnet32-A-seed1", 8.6, seed: 1), outcome("resnet32-B-seed1", 8.6, seed: 1, shortcut: .b),
+                       outcome("resnet32-C-seed1", 8.3, seed: 1, shortcut: .c)]
+        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], runs: options)
+            == ["resnet32: mean test error option A 8.30%, option B 8.40%, option C 8.20% (lowest first: C < A < B); within one seed the options differ by up to 0.30 points, two seeds of one option by up to 0.60: no difference between the options beyond seed noise. The paper (Table 3, ResNet-34 on ImageNet): A, B and C within 0.84 points, C < B < A."])
+        var apart = options
+        apart[2].testError = 6.0
+        apart[5].testError = 6.2
+        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], runs: apart).first?.contains("(lowest first: C < A < B); within one seed the options differ by up to 2.40 points, two seeds of one option by up to 0.60: the options differ by at least as much as the seeds do.") == true)
+        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], runs: Array(options.prefix(3))).first?.contains("(one seed: no measure of seed noise)") == true)
+        apart[5].finished = false
+        #expect(ExperimentFindings.sentences(.shortcuts, rows: [], runs: apart).first?.hasPrefix("resnet32: mean test error so far (5 of 6 runs finished): option A 8.30%, option B 8.40%, option C 6.00%; no verdict") == true)
     }
 
     @Test func aDepthCampaignReportsTheTestErrorOfEveryRun() throws {
@@ -161,6 +179,8 @@ struct ExperimentTests {
         let report = try ExperimentReport(runner)
         #expect(report.results.count == 4 && report.results.allSatisfy { $0.testError != nil })
         #expect(report.markdown.contains("| resnet8 | 2 | ") && report.markdown.contains("| resnet14 | 2 | "))
+        #expect(report.findings.count == 1 && report.findings[0].hasPrefix("Mean test error by depth over 2 seeds: resnet8 "))
+        #expect(report.markdown.contains("What the runs say about the paper's orderings:\n\n- Mean test error by depth over 2 seeds"))
         let rows = report.markdown.split(separator: "\n").filter { $0.hasPrefix("| resnet") }
         #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" ± ") && $0.contains("(2 runs)") })
     }
@@ -275,6 +295,8 @@ struct ExperimentTests {
         #expect(try ExperimentRunStatus.read(a).stage == .partial)
         #expect(try shortcuts.status(of: shortcuts.runs[0]).stage == .notStarted)
         #expect(try ExperimentReport(shortcuts).results.isEmpty)
+        #expect(try ExperimentReport(shortcuts).findings
+            == ["resnet8: mean test error so far (0 of 3 runs finished): option A —, option B —, option C —; no verdict until all have finished."])
         // A link to nothing, or to an unreadable run, is not started either; a real folder's
         // unreadable checkpoint is still an error.
         try Data("not a checkpoint".utf8).write(to: depth.directory(of: depth.runs[0]).appendingPathComponent("last.safetensors"))
