@@ -352,21 +352,26 @@ public final class ExperimentRunner {
             && (a.precision ?? .fp32) == (b.precision ?? .fp32) && a.imageShape == b.imageShape && a.classNames == b.classNames
     }
 
-    /// Training images/s of each model (zoo name and options, as in the runs' configurations), in
-    /// the order given: a few steps of each distinct model, timed. The options count: option C
-    /// adds a projection to every block, so the shortcut campaign's B and C runs are not timed
-    /// as option A's network.
-    public static func measureSpeed(models: [(name: String, options: ModelOptions)], imageShape: [Int], classes: Int,
-                                    batchSize: Int) throws -> [Double] {
-        var measured: [(name: String, options: ModelOptions, speed: Double)] = []
-        return try models.map { wanted in
-            if let known = measured.first(where: { $0.name == wanted.name && $0.options == wanted.options }) { return known.speed }
-            let model = try ModelDefinition(name: wanted.name, options: wanted.options)
-                .build(input: ImageShape(height: imageShape[1], width: imageShape[2], channels: imageShape[0]), classes: classes)
+    /// Training images/s of each run configuration, in the order given: a few steps of each
+    /// distinct model (zoo name and options), batch size, image shape and class count, timed.
+    /// The options count: option C adds a projection to every block, so the shortcut campaign's
+    /// B and C runs are not timed as option A's network; nor are the transfer campaign's
+    /// fine-tuning runs timed at its pretraining's batch size.
+    public static func measureSpeed(of configurations: [RunConfiguration]) throws -> [Double] {
+        var measured: [(configuration: RunConfiguration, speed: Double)] = []
+        func same(_ a: RunConfiguration, _ b: RunConfiguration) -> Bool {
+            a.model == b.model && a.modelOptions == b.modelOptions && a.recipe.batchSize == b.recipe.batchSize
+                && a.imageShape == b.imageShape && a.classNames.count == b.classNames.count
+        }
+        return try configurations.map { wanted in
+            if let known = measured.first(where: { same($0.configuration, wanted) }) { return known.speed }
+            let shape = wanted.imageShape, batchSize = wanted.recipe.batchSize, classes = wanted.classNames.count
+            let model = try ModelDefinition(name: wanted.model, options: wanted.modelOptions)
+                .build(input: ImageShape(height: shape[1], width: shape[2], channels: shape[0]), classes: classes)
             let optimizer = try Recipe.he2016.makeOptimizer()
-            let step = try TrainingStep(model: model, optimizer: optimizer, imageShape: imageShape, classCount: classes,
+            let step = try TrainingStep(model: model, optimizer: optimizer, imageShape: shape, classCount: classes,
                                         batchSize: batchSize, seed: 1)
-            let images = [Float](repeating: 0.1, count: batchSize * imageShape.reduce(1, *))
+            let images = [Float](repeating: 0.1, count: batchSize * shape.reduce(1, *))
             let labels = (0..<batchSize).map { Int32($0 % classes) }
             func once() throws {
                 _ = try images.withUnsafeBufferPointer { x in try labels.withUnsafeBufferPointer { l in try step(images: x, labels: l, learningRate: 0.01) } }
@@ -375,7 +380,7 @@ public final class ExperimentRunner {
             let start = Date()
             for _ in 0..<3 { try once() }
             let speed = Double(3 * batchSize) / max(-start.timeIntervalSinceNow, 1e-9)
-            measured.append((wanted.name, wanted.options, speed))
+            measured.append((wanted, speed))
             return speed
         }
     }

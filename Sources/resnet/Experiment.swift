@@ -63,9 +63,7 @@ struct ExperimentCommand: ParsableCommand {
         if dryRun {
             let configurations = try plan.map { try runner.configuration(of: $0, data: resolved.dataset, dataPath: resolved.path, threads: threads) }
             say("measuring the training speed of each network here (a few steps each) ...")
-            let first = configurations[0]
-            let speeds = try ExperimentRunner.measureSpeed(models: configurations.map { ($0.model, $0.modelOptions) }, imageShape: first.imageShape,
-                                                           classes: first.classNames.count, batchSize: first.recipe.batchSize)
+            let speeds = try ExperimentRunner.measureSpeed(of: configurations)
             var total = 0.0
             say("\(name.rawValue): \(plan.count) runs in \(runner.folder.path)")
             for (run, (c, speed)) in zip(plan, zip(configurations, speeds)) {

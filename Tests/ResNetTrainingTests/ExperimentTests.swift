@@ -344,12 +344,19 @@ struct ExperimentTests {
     }
 
     @Test func theDryRunMeasuresEachNetworksSpeed() throws {
-        let a = ModelOptions(shortcut: .a), c = ModelOptions(shortcut: .c)
-        let speeds = try ExperimentRunner.measureSpeed(models: [("resnet8", a), ("plain8", a), ("resnet8", c), ("resnet8", a)],
-                                                       imageShape: [3, 8, 8], classes: 3, batchSize: 8)
-        #expect(speeds.count == 4 && speeds.allSatisfy { $0 > 0 && $0.isFinite })
-        // Each distinct model is timed once: the repeated one has the first one's figure, and
-        // option C (a projection in every block) is timed as a network of its own.
-        #expect(speeds[3] == speeds[0] && speeds[2] != speeds[0])
+        let runner = ExperimentRunner(experiment: .shortcuts, runs: try Experiment.shortcuts.runs(depths: [8], seeds: [0, 1], scheduleScale: 0.04),
+                                      directory: FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)"))
+        runner.overrides.batchSize = 8
+        runner.overrides.validation = 30
+        var configurations = try runner.runs.map { try runner.configuration(of: $0, data: tinyDataset(), dataPath: nil, threads: 1) }
+        #expect(configurations.map(\.modelOptions.shortcut) == [.a, .b, .c, .a, .b, .c])
+        configurations.append(configurations[0])
+        configurations[6].recipe.batchSize = 16
+        let speeds = try ExperimentRunner.measureSpeed(of: configurations)
+        #expect(speeds.count == 7 && speeds.allSatisfy { $0 > 0 && $0.isFinite })
+        // Each distinct model and batch is timed once: the second seed has the first one's
+        // figures, option C (a projection in every block) and another batch size are their own.
+        #expect(speeds[3] == speeds[0] && speeds[4] == speeds[1] && speeds[5] == speeds[2])
+        #expect(speeds[2] != speeds[0] && speeds[6] != speeds[0])
     }
 }
