@@ -182,15 +182,4 @@ public enum ExperimentFindings {
             }
             .max()
     }
-
-    /// `5265` -> `5,265`.
-    static func grouped(_ n: Int) -> String {
-        let digits = String(n)
-        var out = ""
-        for (k, c) in digits.enumerated() {
-            if k > 0, (digits.count - k) % 3 == 0 { out += "," }
-            out.append(c)
-        }
-        return out
-    }
 }

@@ -143,6 +143,7 @@ public struct ExperimentReport {
             }
         }
         lines.append("")
+        let findings = self.findings
         if !findings.isEmpty {
             lines.append("What the runs say about the paper's orderings:")
             lines.append("")
