@@ -96,12 +96,12 @@ public final class MetricsFilesCallback: TrainingCallback {
     public func epochDidEnd(_ trainer: Trainer, _ record: EpochRecord) throws {
         func f(_ v: Double?) -> String { v.map { String($0) } ?? "" }
         let state = trainer.state, directory = trainer.runDirectory
-        var csv = "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,images_per_second\n"
+        var csv = "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,images_per_second,cpu_seconds\n"
         var lines = ""
         let compact = JSONEncoder()
         compact.outputFormatting = [.sortedKeys]
         for r in state.history {
-            csv += "\(r.epoch),\(r.step),\(r.learningRate),\(r.trainLoss),\(r.trainAccuracy),\(f(r.validationLoss)),\(f(r.validationAccuracy)),\(f(r.testLoss)),\(f(r.testAccuracy)),\(r.seconds),\(r.imagesPerSecond)\n"
+            csv += "\(r.epoch),\(r.step),\(r.learningRate),\(r.trainLoss),\(r.trainAccuracy),\(f(r.validationLoss)),\(f(r.validationAccuracy)),\(f(r.testLoss)),\(f(r.testAccuracy)),\(r.seconds),\(r.imagesPerSecond),\(f(r.cpuSeconds))\n"
             lines += String(decoding: try compact.encode(r), as: UTF8.self) + "\n"
         }
         try writeAtomically(Data(csv.utf8), to: directory.appendingPathComponent("metrics.csv"))

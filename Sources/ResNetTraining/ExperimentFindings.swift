@@ -59,7 +59,7 @@ public enum ExperimentFindings {
                 guard let shallow = pair.first, let deep = pair.last, depthOf(deep.network) > depthOf(shallow.network) else { continue }
                 let head = "\(deep.network) against \(shallow.network) (seed \(seed)\(seeds.count == 1 ? ", the only one" : ""))"
                 guard shallow.finished, deep.finished else {
-                    sentences.append("\(head): not compared until both have finished (\([shallow, deep].filter(\.finished).count) of 2 have).")
+                    sentences.append("\(head): not compared until both have finished (\([shallow, deep].filter(\.finished).count) of 2 finished).")
                     continue
                 }
                 // The evaluation points both runs have, with finite errors (the same recipe

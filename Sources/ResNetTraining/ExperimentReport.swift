@@ -27,8 +27,11 @@ public struct ExperimentReport {
         public var chosenEpoch: Int?
         public var testError: Double?
         public var finalTrainError: Double?
-        /// Training time in hours (the sum of the epochs' seconds).
+        /// Training time in hours (the sum of the epochs' wall seconds, ``EpochRecord/seconds``).
         public var hours: Double
+        /// The same epochs' CPU time in hours, all threads (``EpochRecord/cpuSeconds``); `nil`
+        /// when an epoch has none (a run made before it was recorded).
+        public var cpuHours: Double? = nil
         /// The other campaign's run this one is (``ExperimentRun/sameAs``), when it was reused.
         public var reused: String? = nil
     }
@@ -68,7 +71,9 @@ public struct ExperimentReport {
             results.append(Result(run: run, status: status, bestValidationError: best.map { 100 * (1 - $0.accuracy) },
                                   chosenEpoch: best?.epoch, testError: test,
                                   finalTrainError: status.history.last.map { 100 * (1 - $0.trainAccuracy) },
-                                  hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600, reused: runner.reusedRun(of: run)))
+                                  hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600,
+                                  cpuHours: status.history.reduce(0 as Double?) { sum, r in sum.flatMap { s in r.cpuSeconds.map { s + $0 } } }.map { $0 / 3_600 },
+                                  reused: runner.reusedRun(of: run)))
         }
         self.rows = rows
         self.results = results
@@ -103,42 +108,48 @@ public struct ExperimentReport {
             let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
             return String(format: "%.2f ± %.2f (%d runs)", mean, std, values.count)
         }
+        /// Wall hours, and CPU hours when every run counted has them: "2.10 (3.95)".
+        func hours(_ results: [Result]) -> String {
+            let wall = String(format: "%.2f", results.reduce(0) { $0 + $1.hours })
+            guard !results.isEmpty, results.allSatisfy({ $0.cpuHours != nil }) else { return wall }
+            return wall + String(format: " (%.2f)", results.reduce(0) { $0 + $1.cpuHours! })
+        }
         func progress(_ r: Result) -> String {
             r.status.stage == .finished ? "finished" : "\(r.status.step)/\(r.status.totalSteps ?? 0) iterations"
         }
         var lines: [String] = []
         switch experiment {
         case .degradation:
-            lines += ["| network | seed | state | final training error % | best validation error % (epoch) | test error % of that checkpoint | hours |",
+            lines += ["| network | seed | state | final training error % | best validation error % (epoch) | test error % of that checkpoint | hours (CPU hours) |",
                       "|---|---|---|---|---|---|---|"]
             for r in results {
-                lines.append("| \(r.run.network) | \(r.run.seed) | \(progress(r)) | \(f(r.finalTrainError)) | \(f(r.bestValidationError)) (\(r.chosenEpoch.map(String.init) ?? "—")) | \(f(r.testError)) | \(String(format: "%.2f", r.hours)) |")
+                lines.append("| \(r.run.network) | \(r.run.seed) | \(progress(r)) | \(f(r.finalTrainError)) | \(f(r.bestValidationError)) (\(r.chosenEpoch.map(String.init) ?? "—")) | \(f(r.testError)) | \(hours([r])) |")
             }
         case .depth:
-            lines += ["| network | runs finished | test error % (mean ± std over seeds) | paper, Table 6 (original images, 64k iterations) | hours |",
+            lines += ["| network | runs finished | test error % (mean ± std over seeds) | paper, Table 6 (original images, 64k iterations) | hours (CPU hours) |",
                       "|---|---|---|---|---|"]
             for network in Array(Set(results.map(\.run.network))).sorted(by: { depthOf($0) < depthOf($1) }) {
                 let finished = results.filter { $0.run.network == network && $0.status.stage == .finished }
                 let paper = Experiment.paperTable6[depthOf(network)].map { String(format: "%.2f", $0) } ?? "—"
-                lines.append("| \(network) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(paper) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
+                lines.append("| \(network) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(paper) | \(hours(finished)) |")
             }
         case .transfer:
-            lines += ["| start | data | runs finished | test accuracy % (mean ± std over seeds) | hours |", "|---|---|---|---|---|"]
+            lines += ["| start | data | runs finished | test accuracy % (mean ± std over seeds) | hours (CPU hours) |", "|---|---|---|---|---|"]
             for (label, prefix, data) in [("CIFAR-10 classes 0-4 (all 25,000 images less 2,500 for validation)", "pretrain", "pretraining"),
                                           ("the pretrained weights", "fine-tuned", "classes 5-9, 100 images each"),
                                           ("scratch", "scratch", "classes 5-9, 100 images each")] {
                 let matching = results.filter { $0.run.name.hasPrefix(prefix) }
                 guard !matching.isEmpty else { continue }
                 let finished = matching.filter { $0.status.stage == .finished }
-                lines.append("| \(label) | \(data) | \(finished.count) | \(meanStd(finished.compactMap { $0.testError.map { 100 - $0 } })) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
+                lines.append("| \(label) | \(data) | \(finished.count) | \(meanStd(finished.compactMap { $0.testError.map { 100 - $0 } })) | \(hours(finished)) |")
             }
         case .shortcuts:
-            lines += ["| network | shortcut | runs finished | test error % (mean ± std over seeds) | hours |", "|---|---|---|---|---|"]
+            lines += ["| network | shortcut | runs finished | test error % (mean ± std over seeds) | hours (CPU hours) |", "|---|---|---|---|---|"]
             for network in Array(Set(results.map(\.run.network))).sorted() {
                 for option in ShortcutOption.allCases {
                     let finished = results.filter { $0.run.network == network && $0.run.shortcut == option && $0.status.stage == .finished }
                     guard results.contains(where: { $0.run.network == network && $0.run.shortcut == option }) else { continue }
-                    lines.append("| \(network) | \(option) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(String(format: "%.2f", finished.reduce(0) { $0 + $1.hours })) |")
+                    lines.append("| \(network) | \(option) | \(finished.count) | \(meanStd(finished.compactMap(\.testError))) | \(hours(finished)) |")
                 }
             }
         }
@@ -160,6 +171,12 @@ public struct ExperimentReport {
             : experiment == .transfer
             ? "Test accuracy on all 5,000 test images of the run's classes, with the checkpoint chosen on its validation images (2,500 for pretraining, 50 for the 500-image runs), evaluated once; runs still in progress are not counted."
             : "Test error of each run's checkpoint chosen on the 5,000 validation images, evaluated once; runs still in progress are not counted.")
+        lines.append("")
+        lines.append("Hours: wall time of the training epochs (evaluations and `PAUSE` pauses not counted; time the machine was shared or the process stopped is). CPU hours: the same epochs' CPU time over all threads, which waiting does not inflate (about the threads' count times the wall time on an idle machine); shown only where every epoch recorded it.")
+        if experiment == .degradation, let note = degradationAxisNote(rows) {
+            lines.append("")
+            lines.append(note)
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -248,6 +265,16 @@ func degradationErrorAxisTop(_ rows: [ExperimentReport.Row]) -> Double {
         }
     }
     return min(100, max(20, (largest / 5).rounded(.up) * 5))
+}
+
+/// What the degradation figure clips: the networks with points above its axis
+/// (``degradationErrorAxisTop(_:)``), which are drawn on its top edge; nil when none is.
+func degradationAxisNote(_ rows: [ExperimentReport.Row]) -> String? {
+    let top = degradationErrorAxisTop(rows)
+    let clipped = Set(rows.filter { max($0.trainError, $0.testError ?? 0) > top }.map(\.network))
+    guard !clipped.isEmpty else { return nil }
+    let names = clipped.sorted { (depthOf($0), $0.hasPrefix("resnet") ? 1 : 0, $0) < (depthOf($1), $1.hasPrefix("resnet") ? 1 : 0, $1) }
+    return "The figure's error axis stops at \(Int(top))%: the points above it (early iterations of \(names.joined(separator: ", "))) are drawn on its top edge."
 }
 
 /// The depth in a zoo name (`plain56` -> 56).

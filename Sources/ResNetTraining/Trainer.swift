@@ -103,6 +103,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     }
 }
 
+/// The CPU time this process has used so far, all threads, in seconds.
+func processCPUSeconds() -> Double {
+    var time = timespec()
+    guard clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time) == 0 else { return 0 }
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
 /// One line of the metrics history.
 public struct EpochRecord: Codable, Sendable, Equatable {
     public var epoch: Int
@@ -115,13 +122,20 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     /// The test split's, when the run monitors it (``RunConfiguration/monitorsTest``).
     public var testLoss: Double?
     public var testAccuracy: Double?
+    /// Wall time of the epoch's training steps (evaluations and ``PauseCallback`` pauses not
+    /// counted; a SIGSTOP or a machine shared with other work is).
     public var seconds: Double
     public var imagesPerSecond: Double
+    /// CPU time of this process (all its threads: compute and data loading) over the same
+    /// steps: unlike `seconds`, it does not grow while the process is stopped or waits for a
+    /// core, so it measures the training's compute on a shared machine. `nil` in runs made
+    /// before it was recorded, and for an epoch resumed from such a run's checkpoint.
+    public var cpuSeconds: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case epoch, step, learningRate = "lr", trainLoss = "train_loss", trainAccuracy = "train_accuracy"
         case validationLoss = "val_loss", validationAccuracy = "val_accuracy", seconds, imagesPerSecond = "images_per_second"
-        case testLoss = "test_loss", testAccuracy = "test_accuracy"
+        case testLoss = "test_loss", testAccuracy = "test_accuracy", cpuSeconds = "cpu_seconds"
     }
 }
 
@@ -160,6 +174,9 @@ public struct RunState: Codable, Sendable, Equatable {
     public var partialCorrect = 0
     public var partialSeen = 0
     public var partialSeconds = 0.0
+    /// The epoch in progress's CPU seconds (``EpochRecord/cpuSeconds``); `nil` when its start
+    /// was made before they were recorded.
+    public var partialCPUSeconds: Double? = 0
     public var finished = false
     public var stopReason: String?
 
@@ -533,7 +550,9 @@ public final class Trainer {
         while state.step < totalSteps {
             let epoch = loader.epoch(state.epoch, startingAt: state.batchInEpoch)
             defer { epoch.cancel() }
-            let epochStart = Date()
+            // An epoch started by a run made before CPU time was recorded has none; a new one has.
+            if state.batchInEpoch == 0, state.partialSeen == 0 { state.partialCPUSeconds = 0 }
+            let epochStart = Date(), epochStartCPU = processCPUSeconds()
             // A stop requested in the step before an interruption's checkpoint takes effect at once.
             while state.step < totalSteps, state.stopReason == nil, let batch = epoch.next() {
                 let rate = learningRate(step: state.step, plan: plan)
@@ -552,8 +571,10 @@ public final class Trainer {
                 if state.stopReason != nil || interrupted { break }
             }
             let epochSeconds = state.partialSeconds - epochStart.timeIntervalSinceNow
+            let epochCPUSeconds = state.partialCPUSeconds.map { $0 + processCPUSeconds() - epochStartCPU }
             if interrupted && state.batchInEpoch < plan.stepsPerEpoch && state.step < totalSteps {
                 state.partialSeconds = epochSeconds
+                state.partialCPUSeconds = epochCPUSeconds
                 state.dropoutState = step.dropoutState
                 try saveLast()
                 log("interrupted at step \(state.step) (epoch \(state.epoch + 1), batch \(state.batchInEpoch)): checkpoint written; continue with --resume")
@@ -564,12 +585,14 @@ public final class Trainer {
                                      learningRate: optimizer.learningRate,
                                      trainLoss: state.partialLoss / Double(max(1, state.partialSeen)),
                                      trainAccuracy: Double(state.partialCorrect) / Double(max(1, state.partialSeen)),
-                                     seconds: epochSeconds, imagesPerSecond: Double(state.partialSeen) / max(epochSeconds, 1e-9))
+                                     seconds: epochSeconds, imagesPerSecond: Double(state.partialSeen) / max(epochSeconds, 1e-9),
+                                     cpuSeconds: epochCPUSeconds)
             for callback in callbacks { try callback.epochWillEnd(self, &record) }
             state.history.append(record)
             state.epoch += 1
             state.batchInEpoch = 0
             state.partialLoss = 0; state.partialCorrect = 0; state.partialSeen = 0; state.partialSeconds = 0
+            state.partialCPUSeconds = 0
             if state.step >= totalSteps || state.stopReason != nil {
                 state.finished = true
                 if state.stopReason == nil { state.stopReason = "completed \(totalSteps) iterations" }

@@ -155,6 +155,24 @@ extension RunConfiguration {
 }
 
 extension RunState {
+    /// Whether every epoch record's wall and CPU seconds are finite and not negative.
+    ///
+    /// Kept out of ``validated(totalSteps:stepsPerEpoch:recipe:)`` on purpose: with this loop
+    /// inlined there, Swift 6.3.1's release build (-O) used r12, the register that carries a
+    /// thrown error, as scratch in the loop and did not clear it on a normal return, so every
+    /// caller read a garbage error and crashed (SIGSEGV in swift_retain after the call;
+    /// `resnet compare RUN` and `resnet train --resume RUN` of a finished run; the debug build
+    /// was fine). `scripts/release-robustness.py` caught it; 2-core VM, 2026-12-02. A
+    /// non-throwing function of its own saves and restores r12 like any other register.
+    @inline(never)
+    var epochTimesAreInRange: Bool {
+        for record in history {
+            guard record.seconds.isFinite, record.seconds >= 0 else { return false }
+            if let cpu = record.cpuSeconds, !(cpu.isFinite && cpu >= 0) { return false }
+        }
+        return true
+    }
+
     /// The state if it is one a run of `recipe` with `totalSteps` steps (`stepsPerEpoch` per
     /// epoch) can be in: counters in range, and the plateau and early-stopping rules the
     /// recipe's (only their progress may differ).
@@ -164,9 +182,11 @@ extension RunState {
         guard epoch >= 0, epoch <= totalSteps / max(1, stepsPerEpoch) + 1 else { throw bad("epoch \(epoch) for step \(step)") }
         guard batchInEpoch >= 0, batchInEpoch <= stepsPerEpoch else { throw bad("batch \(batchInEpoch) of a \(stepsPerEpoch)-batch epoch") }
         guard partialLoss.isFinite, partialLoss >= 0, partialCorrect >= 0, partialSeen >= 0, partialCorrect <= partialSeen,
-              partialSeconds.isFinite, partialSeconds >= 0 else {
+              partialSeconds.isFinite, partialSeconds >= 0, partialCPUSeconds.map({ $0.isFinite && $0 >= 0 }) ?? true else {
             throw bad("the sums of the epoch in progress are out of range")
         }
+        // Reports add these up; NaN or negative times would pass into their totals.
+        guard epochTimesAreInRange else { throw bad("an epoch record with a time out of range") }
         if let best = bestValidationAccuracy { guard best.isFinite, (0...1).contains(best) else { throw bad("best validation accuracy \(best)") } }
         if let bestEpoch { guard bestEpoch >= 0, bestEpoch <= epoch + 1 else { throw bad("best epoch \(bestEpoch)") } }
         guard dropoutState.isEmpty || dropoutState.count == 4 else { throw bad("\(dropoutState.count) dropout generator words (0 or 4)") }

@@ -69,6 +69,10 @@ struct ExperimentTests {
         #expect(report.results.count == 2 && report.rows.count == 4)   // 270 images / 16 = 16 steps an epoch: 2 epochs each
         #expect(report.csv.hasPrefix("network,seed,shortcut,epoch,iteration,train_error,val_error,test_error\nplain8,0,A,1,"))
         #expect(report.markdown.contains("| plain8 | 0 | finished |") && report.markdown.contains("| resnet8 | 0 | finished |"))
+        // Wall hours and CPU hours of every run, and what each means.
+        #expect(report.results.allSatisfy { ($0.cpuHours ?? 0) > 0 && $0.hours > 0 })
+        #expect(report.markdown.contains("| hours (CPU hours) |") && report.markdown.contains("CPU hours: the same epochs' CPU time"))
+        #expect(report.markdown.split(separator: "\n").filter { $0.contains("| finished |") }.allSatisfy { $0.hasSuffix(") |") })
         let written = try report.write(into: folder.appendingPathComponent("docs"))
         #expect(written.map(\.lastPathComponent) == ["degradation.csv", "degradation.md", "degradation.png"])
         #expect(written.allSatisfy { FileManager.default.fileExists(atPath: $0.path) })
@@ -102,6 +106,9 @@ struct ExperimentTests {
         // A run in progress counts by its own iterations: 3,000 of them, the later half from 1,500.
         #expect(degradationErrorAxisTop(rows("plain56", [(351, 89.8, 89.5), (1_500, 77.1, 76.0), (3_000, 69, 68)])) == 80)
         #expect(degradationErrorAxisTop([]) == 20)
+        // The report says which curves start above the axis, drawn on its top edge.
+        #expect(degradationAxisNote(degraded) == "The figure's error axis stops at 50%: the points above it (early iterations of plain20, resnet20, plain56) are drawn on its top edge.")
+        #expect(degradationAxisNote(rows("resnet20", [(400, 19, 18), (16_000, 7, 9)])) == nil)
     }
 
     @Test func theFindingsStateWhetherThePapersOrderingsHeld() {
@@ -127,7 +134,7 @@ struct ExperimentTests {
         // A pair is not compared before both runs have finished.
         let unfinished = Array(runs.prefix(3)) + [outcome("resnet56-seed0", nil)]
         #expect(ExperimentFindings.sentences(.degradation, rows: curves, runs: unfinished).last
-            == "resnet56 against resnet20 (seed 0, the only one): not compared until both have finished (1 of 2 have).")
+            == "resnet56 against resnet20 (seed 0, the only one): not compared until both have finished (1 of 2 finished).")
         // Plain-56 below plain-20 over the last quarter: did not hold, even if above it earlier.
         let closing = rows("plain20-seed0", [60, 40, 30, 20, 18, 15, 12, 10]) + rows("plain56-seed0", [90, 70, 55, 40, 30, 20, 11, 9.5])
         #expect(ExperimentFindings.sentences(.degradation, rows: closing, runs: Array(runs.prefix(3))).first?.hasSuffix(

@@ -204,6 +204,9 @@ struct TrainingRunTests {
         #expect(FileManager.default.fileExists(atPath: whole.appendingPathComponent("best.safetensors").path))
         let csv = try String(contentsOf: whole.appendingPathComponent("metrics.csv"), encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 4)
+        #expect(csv.hasPrefix("epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,seconds,images_per_second,cpu_seconds\n"))
+        // Every epoch records the CPU time of its steps; a busy process uses about its wall time or more.
+        #expect(finished.state.history.allSatisfy { ($0.cpuSeconds ?? 0) > 0.3 * $0.seconds })
 
         // Interrupted in the middle of epoch 2 (Ctrl-C), then resumed. The checkpoint written at
         // epoch 1's end is kept aside: a run killed before its next checkpoint restarts from it.
@@ -217,8 +220,11 @@ struct TrainingRunTests {
         let saved = try #require(keeper.saved)
         let second = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
         second.log = { _ in }
+        #expect((stopped.state.partialCPUSeconds ?? 0) > 0 && second.state.partialCPUSeconds == stopped.state.partialCPUSeconds)
         _ = try second.run()
         #expect(try weights(split) == weights(whole), "resumed from mid-epoch")
+        let resumed = try #require(try ExperimentRunStatus.read(split).history.dropFirst().first)
+        #expect((resumed.cpuSeconds ?? 0) > stopped.state.partialCPUSeconds ?? .infinity, "the interrupted epoch's CPU time carries over")
 
         // A run killed -9 after epoch 1's checkpoint and before the next restarts from epoch 1's end.
         try saved.write(to: split.appendingPathComponent("last.safetensors"))
@@ -385,6 +391,32 @@ struct ValidationTests {
         state.plateau = Recipe.kerasExample.plateau
         #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .kerasExample) } == "")
         #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("where the recipe has none"))
+
+        // Times that reports add up are finite and not negative; runs made before CPU time was
+        // recorded decode without it.
+        state = RunState()
+        state.partialCPUSeconds = -1
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("sums of the epoch in progress"))
+        state.partialCPUSeconds = nil
+        var record = PlotTests.history(1)[0]
+        record.seconds = 3
+        record.cpuSeconds = 5.5
+        for bad in [Double.nan, -2] {
+            state.history = [record]
+            state.history[0].cpuSeconds = bad
+            #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time out of range"))
+        }
+        state.history = [record]
+        state.history[0].seconds = .infinity
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time out of range"))
+        state.history = [record]
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) } == "")
+        let encoded = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        #expect(encoded.contains("\"cpu_seconds\":5.5") && encoded.contains("\"partialCPUSeconds\"") == false)
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(encoded.utf8)) as? [String: Any])
+        object["history"] = (object["history"] as? [[String: Any]])?.map { $0.filter { $0.key != "cpu_seconds" } }
+        let older = try JSONDecoder().decode(RunState.self, from: try JSONSerialization.data(withJSONObject: object))
+        #expect(older.history[0].cpuSeconds == nil && older.partialCPUSeconds == nil && older.history[0].seconds == 3)
 
         let good = RunConfiguration(model: "resnet20", modelOptions: ModelOptions(), imageShape: [3, 32, 32],
                                     classNames: (0..<10).map(String.init), dataset: "cifar10", dataPath: nil, recipe: .he2016, seed: 0,
