@@ -71,7 +71,7 @@ public struct ExperimentReport {
             results.append(Result(run: run, status: status, bestValidationError: best.map { 100 * (1 - $0.accuracy) },
                                   chosenEpoch: best?.epoch, testError: test,
                                   finalTrainError: status.history.last.map { 100 * (1 - $0.trainAccuracy) },
-                                  hours: status.history.reduce(0) { $0 + $1.seconds } / 3_600,
+                                  hours: status.history.reduce(0) { $0 + max(0, $1.seconds) } / 3_600,
                                   cpuHours: status.history.reduce(0 as Double?) { sum, r in sum.flatMap { s in r.cpuSeconds.map { s + $0 } } }.map { $0 / 3_600 },
                                   reused: runner.reusedRun(of: run)))
         }
@@ -270,7 +270,7 @@ func degradationErrorAxisTop(_ rows: [ExperimentReport.Row]) -> Double {
 /// What the degradation figure clips: the networks with points above its axis
 /// (``degradationErrorAxisTop(_:)``), which are drawn on its top edge; nil when none is.
 func degradationAxisNote(_ rows: [ExperimentReport.Row]) -> String? {
-    let top = degradationErrorAxisTop(rows)
+    let top = curvePanelYTicks((0, degradationErrorAxisTop(rows))).values.last ?? degradationErrorAxisTop(rows)
     let clipped = Set(rows.filter { max($0.trainError, $0.testError ?? 0) > top }.map(\.network))
     guard !clipped.isEmpty else { return nil }
     let names = clipped.sorted { (depthOf($0), $0.hasPrefix("resnet") ? 1 : 0, $0) < (depthOf($1), $1.hasPrefix("resnet") ? 1 : 0, $1) }

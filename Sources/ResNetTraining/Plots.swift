@@ -406,7 +406,7 @@ public func writeCurvePanels(_ panels: [CurvePanel], title: String, xLabel: Stri
     // One y range for all panels (they compare), an x range per panel (they may span
     // different lengths, as pretraining and fine-tuning do).
     let ys = panels.flatMap(\.series).flatMap(\.points).compactMap(\.1).filter(\.isFinite)
-    let yTicks = yRange.map { linearTicks($0.0, $0.1, maximum: 6) } ?? linearTicks(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 2), maximum: 7)
+    let yTicks = yRange.map(curvePanelYTicks) ?? linearTicks(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 2), maximum: 7)
     let top = 190, bottom = canvas.height - 90
     for (k, panel) in panels.enumerated() {
         let xs = panel.series.flatMap(\.points).map(\.0).filter(\.isFinite)
@@ -540,6 +540,12 @@ struct PlotFrame {
 struct Ticks {
     var values: [Double]
     var labels: [String]
+}
+
+/// The y ticks of ``writeCurvePanels(_:title:xLabel:yLabel:yRange:to:)`` for a requested
+/// range: the axis is drawn to the last tick, which can lie above the range's top (45 -> 50).
+func curvePanelYTicks(_ range: (Double, Double)) -> Ticks {
+    linearTicks(range.0, range.1, maximum: 6)
 }
 
 /// Ticks at a 1-2-2.5-5 step covering `low...high`, at most about `maximum` of them; the first

@@ -122,14 +122,17 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     /// The test split's, when the run monitors it (``RunConfiguration/monitorsTest``).
     public var testLoss: Double?
     public var testAccuracy: Double?
-    /// Wall time of the epoch's training steps (evaluations and ``PauseCallback`` pauses not
-    /// counted; a SIGSTOP or a machine shared with other work is).
+    /// Wall time of the epoch's training steps: the evaluations at its end and
+    /// ``PauseCallback`` pauses are not counted; validations within the epoch (early stopping's
+    /// `everyBatches`), a SIGSTOP and a machine shared with other work are.
     public var seconds: Double
     public var imagesPerSecond: Double
     /// CPU time of this process (all its threads: compute and data loading) over the same
-    /// steps: unlike `seconds`, it does not grow while the process is stopped or waits for a
-    /// core, so it measures the training's compute on a shared machine. `nil` in runs made
-    /// before it was recorded, and for an epoch resumed from such a run's checkpoint.
+    /// steps: unlike `seconds`, it does not grow while the process is stopped, and barely
+    /// while it waits for a core (OpenMP threads spin a little before they sleep), so it
+    /// measures the training's compute on a shared machine. In a data-parallel run it is rank
+    /// 0's, whose wait for the other ranks' gradients polls and counts. `nil` in runs made
+    /// before it was recorded, and for an epoch resumed mid-way from such a run's checkpoint.
     public var cpuSeconds: Double? = nil
 
     enum CodingKeys: String, CodingKey {
@@ -570,7 +573,8 @@ public final class Trainer {
                 for callback in callbacks { try callback.stepDidEnd(self, result, epochStart: epochStart) }
                 if state.stopReason != nil || interrupted { break }
             }
-            let epochSeconds = state.partialSeconds - epochStart.timeIntervalSinceNow
+            // The wall clock can step back (NTP, a restored VM): a time is never negative.
+            let epochSeconds = max(0, state.partialSeconds - epochStart.timeIntervalSinceNow)
             let epochCPUSeconds = state.partialCPUSeconds.map { $0 + processCPUSeconds() - epochStartCPU }
             if interrupted && state.batchInEpoch < plan.stepsPerEpoch && state.step < totalSteps {
                 state.partialSeconds = epochSeconds

@@ -155,7 +155,9 @@ extension RunConfiguration {
 }
 
 extension RunState {
-    /// Whether every epoch record's wall and CPU seconds are finite and not negative.
+    /// Whether every epoch record's wall seconds are finite and its CPU seconds finite and not
+    /// negative. (A negative wall time is left alone: runs made before it was clamped at zero
+    /// could record one when the clock stepped back, and reports count it as zero.)
     ///
     /// Kept out of ``validated(totalSteps:stepsPerEpoch:recipe:)`` on purpose: with this loop
     /// inlined there, Swift 6.3.1's release build (-O) used r12, the register that carries a
@@ -167,7 +169,7 @@ extension RunState {
     @inline(never)
     var epochTimesAreInRange: Bool {
         for record in history {
-            guard record.seconds.isFinite, record.seconds >= 0 else { return false }
+            guard record.seconds.isFinite else { return false }
             if let cpu = record.cpuSeconds, !(cpu.isFinite && cpu >= 0) { return false }
         }
         return true

@@ -109,6 +109,11 @@ struct ExperimentTests {
         // The report says which curves start above the axis, drawn on its top edge.
         #expect(degradationAxisNote(degraded) == "The figure's error axis stops at 50%: the points above it (early iterations of plain20, resnet20, plain56) are drawn on its top edge.")
         #expect(degradationAxisNote(rows("resnet20", [(400, 19, 18), (16_000, 7, 9)])) == nil)
+        // The axis is drawn to its last tick: asked for 45, it reaches 50, and a 47 is drawn in full.
+        let fortyFive = rows("plain56", [(400, 47, 46), (8_000, 41, 40), (16_000, 40, 39)])
+        #expect(degradationErrorAxisTop(fortyFive) == 45 && degradationAxisNote(fortyFive) == nil)
+        #expect(degradationAxisNote(fortyFive + rows("plain20", [(400, 52, 51), (16_000, 10, 12)]))
+                == "The figure's error axis stops at 50%: the points above it (early iterations of plain20) are drawn on its top edge.")
     }
 
     @Test func theFindingsStateWhetherThePapersOrderingsHeld() {

@@ -218,20 +218,49 @@ struct TrainingRunTests {
         let stopped = try first.run()
         #expect(stopped.interrupted && stopped.state.step == 16 + 7)
         let saved = try #require(keeper.saved)
+        #expect((stopped.state.partialCPUSeconds ?? 0) > 0, "the interrupted epoch's CPU time is checkpointed")
+
+        // The checkpoint's run state with `edit` applied (to plant CPU times, or to remove them as
+        // runs made before they were recorded have none).
+        func editState(_ file: URL, _ edit: (inout [String: Any]) -> Void) throws {
+            let (tensors, metadata) = try SafeTensors.read(file)
+            var object = try JSONSerialization.jsonObject(with: Data((metadata["resnet.state"] ?? "").utf8)) as? [String: Any] ?? [:]
+            edit(&object)
+            var edited = metadata
+            edited["resnet.state"] = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+            try SafeTensors.write(tensors, metadata: edited, to: file)
+        }
+        func withoutCPUTimes(_ state: inout [String: Any]) {
+            state["partialCPUSeconds"] = nil
+            state["history"] = (state["history"] as? [[String: Any]])?.map { $0.filter { $0.key != "cpu_seconds" } }
+        }
+        // A mid-epoch checkpoint of a run made before CPU times were recorded: that epoch has
+        // none (its first part is unknown), the next has its own.
+        let older = base.appendingPathComponent("older")
+        try FileManager.default.copyItem(at: split, to: older)
+        try editState(older.appendingPathComponent("last.safetensors"), withoutCPUTimes)
+        let olderRun = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: older, resume: true)
+        olderRun.log = { _ in }
+        let olderHistory = try olderRun.run().state.history
+        #expect(olderHistory.map { $0.cpuSeconds == nil } == [true, true, false])
+
+        // The interrupted epoch's CPU time carries over to its end: planted large, it shows.
+        try editState(split.appendingPathComponent("last.safetensors")) { $0["partialCPUSeconds"] = 1_000.0 }
         let second = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
         second.log = { _ in }
-        #expect((stopped.state.partialCPUSeconds ?? 0) > 0 && second.state.partialCPUSeconds == stopped.state.partialCPUSeconds)
+        #expect(second.state.partialCPUSeconds == 1_000)
         _ = try second.run()
         #expect(try weights(split) == weights(whole), "resumed from mid-epoch")
-        let resumed = try #require(try ExperimentRunStatus.read(split).history.dropFirst().first)
-        #expect((resumed.cpuSeconds ?? 0) > stopped.state.partialCPUSeconds ?? .infinity, "the interrupted epoch's CPU time carries over")
+        #expect(try ExperimentRunStatus.read(split).history.map { ($0.cpuSeconds ?? 0) >= 1_000 } == [false, true, false])
 
-        // A run killed -9 after epoch 1's checkpoint and before the next restarts from epoch 1's end.
+        // A run killed -9 after epoch 1's checkpoint and before the next restarts from epoch 1's
+        // end; from a run made before CPU times were recorded, the next epochs have theirs.
         try saved.write(to: split.appendingPathComponent("last.safetensors"))
+        try editState(split.appendingPathComponent("last.safetensors"), withoutCPUTimes)
         let third = try Trainer(configuration: configuration, training: train, validation: validation, runDirectory: split, resume: true)
-        #expect(third.state.step == 16 && third.state.batchInEpoch == 0)
+        #expect(third.state.step == 16 && third.state.batchInEpoch == 0 && third.state.partialCPUSeconds == nil)
         third.log = { _ in }
-        _ = try third.run()
+        #expect(try third.run().state.history.map { $0.cpuSeconds == nil } == [true, false, false])
         #expect(try weights(split) == weights(whole), "restarted from an older checkpoint")
     }
 
