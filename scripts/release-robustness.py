@@ -953,7 +953,7 @@ class Harness:
         config = json.loads(open(os.path.join(self.run, "config.json")).read())
 
         def case(desc, edit_config=None, config_text=None, edit_state=None, state_text=None, edit_header=None,
-                 must_fail=True, extra=()):
+                 must_fail=True, must_succeed=False, extra=()):
             rc = self.path("resume")
 
             def prepare():
@@ -980,7 +980,8 @@ class Harness:
                         edit_header(h)
                     write_safetensors(os.path.join(rc, "last.safetensors"), h, payload)
 
-            self.add(Case(f, desc, ["train", "--resume", rc] + list(extra), must_fail=must_fail, prepare=prepare, cleanup=[rc]))
+            self.add(Case(f, desc, ["train", "--resume", rc] + list(extra), must_fail=must_fail, must_succeed=must_succeed,
+                          prepare=prepare, cleanup=[rc]))
 
         def setk(k, v):
             """Sets a dotted key path (recipe.batchSize)."""
@@ -1001,9 +1002,12 @@ class Harness:
             s["history"] = []
             s["bestValidationAccuracy"] = None
             s["bestEpoch"] = None
+            # The finished run's validation at step 4 lies beyond step 2: left in, it made every
+            # edited state fail for that reason instead of the edit's.
+            s["validations"] = []
 
-        case("unchanged finished run", must_fail=False)
-        case("state finished=false (continues)", edit_state=lambda s: None, must_fail=False)
+        case("unchanged finished run", must_fail=False, must_succeed=True)
+        case("state finished=false (continues)", edit_state=lambda s: None, must_fail=False, must_succeed=True)
         for k, v in (("recipe.batchSize", 0), ("recipe.batchSize", -1), ("recipe.batchSize", 2 ** 62),
                      ("recipe.duration", {"iterations": {"_0": -1}}), ("recipe.duration", {"epochs": {"_0": 2 ** 62}}),
                      ("recipe.schedule", {"multiStep": {"base": 0.1, "milestones": [3], "multipliers": [-1], "unit": "iteration"}}),
@@ -1053,6 +1057,40 @@ class Harness:
         case("resnet.state missing", edit_header=lambda h: h["__metadata__"].pop("resnet.state", None))
         case("resume with --iterations flag", edit_state=lambda s: None, extra=["--iterations", "6"], must_fail=False)
         case("resume with --batch-size 0", edit_state=lambda s: None, extra=["--batch-size", "0"])
+        # Epoch times (reports add them up). Runs made before CPU times were recorded have none and
+        # resume; out-of-range ones are refused.
+        record = dict((state.get("history") or [{}])[0])
+
+        def with_history(**changes):
+            def fn(s):
+                r = {k: v for k, v in record.items() if k != "cpu_seconds"}
+                r.update({k: v for k, v in changes.items() if v is not None})
+                s["history"] = [r]
+            return fn
+        case("resnet.state partialCPUSeconds=-1", edit_state=setk("partialCPUSeconds", -1))
+        case("resnet.state partialCPUSeconds absent (older run)", edit_state=lambda s: s.pop("partialCPUSeconds", None), must_fail=False,
+             must_succeed=True)
+        case("history without cpu_seconds (older run)", edit_state=with_history(), must_fail=False, must_succeed=True)
+        case("history cpu_seconds=-1", edit_state=with_history(cpu_seconds=-1))
+        case("history cpu_seconds=\"nan\"", edit_state=with_history(cpu_seconds="nan"))
+        case("history seconds=-3 (clock stepped back, older run)", edit_state=with_history(seconds=-3), must_fail=False, must_succeed=True)
+        # Reading a finished run's state without training (the path Swift 6.3.1 once miscompiled
+        # in the release build only: ARCHITECTURE.md, Testing).
+        for desc, edit, fails in (("compare of the finished run", None, False),
+                                  ("compare of a run with cpu_seconds=-1", with_history(cpu_seconds=-1), True)):
+            cdir = self.path("compare")
+
+            def prep_compare(rc=cdir, edit=edit):
+                shutil.copytree(self.run, rc, symlinks=True)
+                if edit:
+                    h = copy.deepcopy(header)
+                    h["__metadata__"] = dict(meta)
+                    s = copy.deepcopy(state)
+                    edit(s)
+                    h["__metadata__"]["resnet.state"] = json.dumps(s)
+                    write_safetensors(os.path.join(rc, "last.safetensors"), h, payload)
+            self.add(Case(f, desc, ["compare", cdir, "--out", os.path.join(cdir, "compare.png")], must_fail=fails,
+                          must_succeed=not fails, prepare=prep_compare, cleanup=[cdir]))
 
 
 def make_writer(path, make):

@@ -72,7 +72,8 @@ public struct ExperimentReport {
                                   chosenEpoch: best?.epoch, testError: test,
                                   finalTrainError: status.history.last.map { 100 * (1 - $0.trainAccuracy) },
                                   hours: status.history.reduce(0) { $0 + max(0, $1.seconds) } / 3_600,
-                                  cpuHours: status.history.reduce(0 as Double?) { sum, r in sum.flatMap { s in r.cpuSeconds.map { s + $0 } } }.map { $0 / 3_600 },
+                                  cpuHours: status.history.allSatisfy { $0.cpuSeconds != nil }
+                                      ? status.history.reduce(0) { $0 + $1.cpuSeconds! } / 3_600 : nil,
                                   reused: runner.reusedRun(of: run)))
         }
         self.rows = rows
@@ -172,7 +173,7 @@ public struct ExperimentReport {
             ? "Test accuracy on all 5,000 test images of the run's classes, with the checkpoint chosen on its validation images (2,500 for pretraining, 50 for the 500-image runs), evaluated once; runs still in progress are not counted."
             : "Test error of each run's checkpoint chosen on the 5,000 validation images, evaluated once; runs still in progress are not counted.")
         lines.append("")
-        lines.append("Hours: wall time of the training epochs (evaluations and `PAUSE` pauses not counted; time the machine was shared or the process stopped is). CPU hours: the same epochs' CPU time over all threads, which waiting does not inflate (about the threads' count times the wall time on an idle machine); shown only where every epoch recorded it.")
+        lines.append("Hours: wall time of the training epochs (evaluations and `PAUSE` pauses not counted; time the machine was shared or the process stopped is). CPU hours: the same epochs' CPU time over all threads, which a stopped process does not add to and a shared machine barely does (about the threads' count times the wall time on an idle machine); shown only where every epoch recorded it.")
         if experiment == .degradation, let note = degradationAxisNote(rows) {
             lines.append("")
             lines.append(note)
@@ -270,7 +271,8 @@ func degradationErrorAxisTop(_ rows: [ExperimentReport.Row]) -> Double {
 /// What the degradation figure clips: the networks with points above its axis
 /// (``degradationErrorAxisTop(_:)``), which are drawn on its top edge; nil when none is.
 func degradationAxisNote(_ rows: [ExperimentReport.Row]) -> String? {
-    let top = curvePanelYTicks((0, degradationErrorAxisTop(rows))).values.last ?? degradationErrorAxisTop(rows)
+    let requested = degradationErrorAxisTop(rows)
+    let top = curvePanelYTicks((0, requested)).values.last ?? requested
     let clipped = Set(rows.filter { max($0.trainError, $0.testError ?? 0) > top }.map(\.network))
     guard !clipped.isEmpty else { return nil }
     let names = clipped.sorted { (depthOf($0), $0.hasPrefix("resnet") ? 1 : 0, $0) < (depthOf($1), $1.hasPrefix("resnet") ? 1 : 0, $1) }
