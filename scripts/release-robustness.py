@@ -197,6 +197,12 @@ class Harness:
         self.env.pop("RESNET_DATA", None)
         self.env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
         self.env["HOME"] = os.path.join(work, "home")
+        # A crash must fail its case at once. With Swift's backtracer on, the crashed process
+        # waits while swift-backtrace symbolicates it; the backtracer outlived a killed process
+        # and held run_raw's pipe for ~20 minutes (b158436's first version, 2026-12-02). The
+        # case still reports the signal and the runtime's "Fatal error" line; rerun it by hand
+        # for the backtrace.
+        self.env["SWIFT_BACKTRACE"] = "enable=no"
         os.makedirs(self.env["HOME"], exist_ok=True)
         self.prlimit = shutil.which("prlimit")
 

@@ -61,26 +61,20 @@ struct ExperimentCommand: ParsableCommand {
         }
         let threads = ComputeEngine.shared.threadCount
         if dryRun {
-            let configurations = try plan.map { try runner.configuration(of: $0, data: resolved.dataset, dataPath: resolved.path, threads: threads) }
-            say("measuring the training speed of each network here (a few steps each) ...")
-            let speeds = try ExperimentRunner.measureSpeed(of: configurations)
-            var total = 0.0
+            say("measuring the training speed of each network here (a few seconds each) ...")
+            let estimates = try runner.estimate(data: resolved.dataset, dataPath: resolved.path, threads: threads)
             say("\(name.rawValue): \(plan.count) runs in \(runner.folder.path)")
-            for (run, (c, speed)) in zip(plan, zip(configurations, speeds)) {
-                let status = try runner.status(of: run)
-                let steps = c.recipe.totalIterations(trainingCount: c.trainingCount)
-                if status.stage == .notStarted, runner.reusableRun(for: run, planned: c) != nil {
-                    say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \("will be \(run.sameAs!)".padding(toLength: 28, withPad: " ", startingAt: 0)) finished there, not trained again")
+            func column(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+            for e in estimates {
+                if let reused = e.reused {
+                    say("  \(column(e.run.name, 22)) \(column("will be \(reused)", 28)) finished there, not trained again")
                     continue
                 }
-                let left = status.stage == .finished ? 0 : steps - status.step
-                // Evaluations (validation every epoch, test too when monitored) add about 8% and 20%.
-                let seconds = Double(left * c.recipe.batchSize) / speed * (c.monitorsTest == true ? 1.2 : 1.08)
-                total += seconds
-                let state = status.stage == .partial ? "partial, step \(status.step)/\(steps)" : status.stage.rawValue
-                say("  \(run.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(state.padding(toLength: 28, withPad: " ", startingAt: 0)) \(steps) iterations, \(String(format: "%.0f", speed)) img/s here: \(duration(seconds)) left")
+                let state = e.status.stage == .partial ? "partial, step \(e.status.step)/\(e.totalSteps)" : e.status.stage.rawValue
+                let unless = e.reusableIfFinishedFirst.map { " (none if \($0) finishes first)" } ?? ""
+                say("  \(column(e.run.name, 22)) \(column(state, 28)) \(e.totalSteps) iterations, \(String(format: "%.0f", e.imagesPerSecond)) img/s here: \(duration(e.secondsLeft)) left\(unless)")
             }
-            say("about \(duration(total)) left in all at \(threads) threads, alone on this machine")
+            say("about \(duration(estimates.map(\.secondsLeft).reduce(0, +))) left in all at \(threads) threads, alone on this machine")
             return
         }
         let source = stopOnControlC(runner.interruption)

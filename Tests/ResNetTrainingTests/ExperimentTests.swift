@@ -364,11 +364,58 @@ struct ExperimentTests {
         #expect(configurations.map(\.modelOptions.shortcut) == [.a, .b, .c, .a, .b, .c])
         configurations.append(configurations[0])
         configurations[6].recipe.batchSize = 16
-        let speeds = try ExperimentRunner.measureSpeed(of: configurations)
+        let started = Date()
+        let speeds = try ExperimentRunner.measureSpeed(of: configurations, minimumSeconds: 0.25)
+        #expect(-started.timeIntervalSinceNow >= 4 * 0.25, "4 distinct configurations, each timed for at least the minimum")
         #expect(speeds.count == 7 && speeds.allSatisfy { $0 > 0 && $0.isFinite })
         // Each distinct model and batch is timed once: the second seed has the first one's
         // figures, option C (a projection in every block) and another batch size are their own.
         #expect(speeds[3] == speeds[0] && speeds[4] == speeds[1] && speeds[5] == speeds[2])
         #expect(speeds[2] != speeds[0] && speeds[6] != speeds[0])
+    }
+
+    @Test func theDryRunEstimatesWhatIsLeftOfEachRunAndWhatAnotherCampaignTrains() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func runner(_ experiment: Experiment) throws -> ExperimentRunner {
+            let r = ExperimentRunner(experiment: experiment, runs: try experiment.runs(depths: [8], seeds: [0, 1], scheduleScale: 0.1),
+                                     directory: folder)   // the fast recipe for 3 epochs
+            r.overrides.batchSize = 16
+            r.overrides.validation = 30
+            return r
+        }
+        let data = tinyDataset()
+        let fixed: ([RunConfiguration]) throws -> [Double] = { $0.map { _ in 100 } }   // images/s
+        // The depth campaign's first run, stopped after its first epoch.
+        let depth = try runner(.depth)
+        let interruption = depth.interruption
+        depth.log = { if $0.contains("epoch   1/") { interruption.set() } }
+        #expect(try depth.run(data: data, dataPath: nil, threads: 1) == false)
+        let steps = 3 * (270 / 16)   // 270 of the 300 images train, 16 to a batch, 3 epochs
+        var estimates = try depth.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed)
+        #expect(estimates.map(\.run.name) == ["resnet8-seed0", "resnet8-seed1"] && estimates.allSatisfy { $0.totalSteps == steps })
+        #expect(estimates[0].status.stage == .partial && estimates[1].status.stage == .notStarted)
+        let done = estimates[0].status.step
+        #expect(done > 0 && done < steps)
+        #expect(abs(estimates[0].secondsLeft - Double((steps - done) * 16) / 100 * 1.08) < 1e-9)
+        #expect(abs(estimates[1].secondsLeft - Double(steps * 16) / 100 * 1.08) < 1e-9)
+        #expect(estimates.allSatisfy { $0.reused == nil && $0.reusableIfFinishedFirst == nil && $0.imagesPerSecond == 100 })
+
+        // The shortcut campaign's option A, seed 0, is that run once it has finished; until then
+        // it counts in full and says so. Seed 1's depth run has not started: nothing is said.
+        let shortcuts = try runner(.shortcuts)
+        estimates = try shortcuts.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed)
+        #expect(estimates.map(\.reusableIfFinishedFirst) == ["depth/resnet8-seed0", nil, nil, nil, nil, nil])
+        #expect(estimates.allSatisfy { $0.reused == nil && $0.secondsLeft == Double(steps * 16) / 100 * 1.08 })
+
+        let resumed = try runner(.depth)   // as a new process would: the stopped one's interruption stays set
+        resumed.log = { _ in }
+        #expect(try resumed.run(data: data, dataPath: nil, threads: 1))
+        #expect(try depth.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed).allSatisfy { $0.status.stage == .finished && $0.secondsLeft == 0 })
+        estimates = try shortcuts.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed)
+        #expect(estimates.map(\.reused) == ["depth/resnet8-seed0", nil, nil, "depth/resnet8-seed1", nil, nil])
+        #expect(estimates.map(\.secondsLeft).filter { $0 == 0 }.count == 2 && estimates.allSatisfy { $0.reusableIfFinishedFirst == nil })
+        // A speed function that does not answer for every run is a programming error, not a guess.
+        #expect(throws: TrainingError.self) { try shortcuts.estimate(data: data, dataPath: nil, threads: 1, speeds: { _ in [1] }) }
     }
 }
