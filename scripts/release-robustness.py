@@ -735,6 +735,22 @@ class Harness:
         for bad in (model, model + "/sub", "/dev/null", ""):
             add(["experiment", "depth", "--runs", bad, "--report"], must_fail=True)
         add(["experiment", "nosuch", "--runs", runs, "--report"], must_fail=True)
+        # A run in the wrong folder (the fixture, a ResNet-8, where the campaign's ResNet-20 or 32
+        # belongs; or linked as the shortcut campaign's option A) must be refused, never reported
+        # in the wrong row.
+        misplaced = self.path("campaigns-misplaced")
+
+        def misplace():
+            with self.lock:   # both cases prepare it, maybe at once
+                make_misplaced()
+
+        def make_misplaced():
+            if not os.path.isdir(os.path.join(misplaced, "depth", "resnet32-seed0")):
+                shutil.copytree(self.run, os.path.join(misplaced, "depth", "resnet32-seed0"))
+                os.makedirs(os.path.join(misplaced, "shortcuts"), exist_ok=True)
+                os.symlink("../depth/resnet32-seed0", os.path.join(misplaced, "shortcuts", "resnet32-A-seed0"))
+        add(["experiment", "depth", "--runs", misplaced, "--report"], must_fail=True, prepare=misplace)
+        add(["experiment", "shortcuts", "--runs", misplaced, "--report"], must_fail=True, prepare=misplace)
         for inp in ("100000x100000x3", "0x0x3", "32x32x0", "32x32x100000", "-32x32x3", "32x32", "1x1x3", "4096x4096x3", "9223372036854775807x1x1", "axbxc"):
             add(["summary", "resnet20", "--input=" + inp], must_fail=inp not in ("1x1x3", "4096x4096x3", "32x32", "100000x100000x3", "32x32x100000"))
         add(["summary", "resnet1202", "--json"], check=check_summary_json)

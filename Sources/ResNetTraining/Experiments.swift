@@ -261,13 +261,23 @@ public final class ExperimentRunner {
     /// unreadable reads as not started, because ``run(data:dataPath:threads:)`` would replace it
     /// with a folder of its own and train (so `--dry-run` and `--report` do not show another
     /// campaign's progress as this one's).
+    ///
+    /// A run directory (or a link to a finished run) that holds another network, seed or
+    /// shortcut option than `run` is an error, as it is to ``run(data:dataPath:threads:)``:
+    /// a report must not put a moved or mislinked run in the wrong row.
     public func status(of run: ExperimentRun) throws -> ExperimentRunStatus {
         let directory = directory(of: run)
-        guard (try? FileManager.default.destinationOfSymbolicLink(atPath: directory.path)) != nil else {
-            return try ExperimentRunStatus.read(directory)
+        let status: ExperimentRunStatus
+        if (try? FileManager.default.destinationOfSymbolicLink(atPath: directory.path)) != nil {
+            guard let linked = try? ExperimentRunStatus.read(directory), linked.stage == .finished else { return .notStarted }
+            status = linked
+        } else {
+            status = try ExperimentRunStatus.read(directory)
         }
-        if let status = try? ExperimentRunStatus.read(directory), status.stage == .finished { return status }
-        return .notStarted
+        if let c = status.configuration, c.model != run.network || c.seed != run.seed || c.modelOptions.shortcut != run.shortcut {
+            throw TrainingError.checkpoint("\(directory.path) holds a run of \(c.model), seed \(c.seed), shortcut \(c.modelOptions.shortcut.rawValue), not the campaign's \(run.name): move it away or choose another --runs")
+        }
+        return status
     }
 
     /// The run `run`'s directory links to when it was reused (``ExperimentRun/sameAs``), else nil.
@@ -407,10 +417,14 @@ public final class ExperimentRunner {
         }
     }
 
-    /// How much longer an epoch takes than its training steps alone: the validation after
-    /// every epoch (5,000 images forward, about a ninth of the 45,000 trained forward and
-    /// backward), and the data pipeline's share. With the test split monitored every epoch too
-    /// (degradation), 10,000 more images forward.
+    /// How much longer a run takes than its steps timed by ``measureSpeed(of:minimumSeconds:)``.
+    /// Measured on depth's resnet20-seed0 (2026-12-02, 2-core AMD EPYC VM; the wall time between
+    /// the epochs' TensorBoard events against their training `seconds`): the validation after
+    /// every epoch, the checkpoint and the curves add 3.3%. The rest of the 8% is a margin for
+    /// what the timed steps leave out (the data pipeline: they train on constant images) and
+    /// for the machine's noise (two dry runs minutes apart timed ResNet-44 at 480 and 574
+    /// img/s). With the test split monitored every epoch too (degradation), 10,000 more images
+    /// forward.
     static let evaluationOverhead = 1.08, evaluationOverheadWithTest = 1.2
 
     /// Training images/s of each run configuration, in the order given: a few steps of each
@@ -420,8 +434,9 @@ public final class ExperimentRunner {
     /// fine-tuning runs timed at its pretraining's batch size.
     ///
     /// Each is timed over at least 3 steps and at least `minimumSeconds` (at most 100 steps),
-    /// after one untimed step that creates the primitives: three steps of ResNet-20 last under a
-    /// second, and timing only those made estimates vary by about 10% from one dry run to the next.
+    /// after one untimed step that creates the primitives, so that no figure rests on a fraction
+    /// of a second (three steps of ResNet-20 took about a third of one). The machine's own noise
+    /// remains: see ``evaluationOverhead``.
     public static func measureSpeed(of configurations: [RunConfiguration], minimumSeconds: Double = 2) throws -> [Double] {
         var measured: [(configuration: RunConfiguration, speed: Double)] = []
         func same(_ a: RunConfiguration, _ b: RunConfiguration) -> Bool {

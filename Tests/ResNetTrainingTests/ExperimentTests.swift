@@ -417,5 +417,29 @@ struct ExperimentTests {
         #expect(estimates.map(\.secondsLeft).filter { $0 == 0 }.count == 2 && estimates.allSatisfy { $0.reusableIfFinishedFirst == nil })
         // A speed function that does not answer for every run is a programming error, not a guess.
         #expect(throws: TrainingError.self) { try shortcuts.estimate(data: data, dataPath: nil, threads: 1, speeds: { _ in [1] }) }
+
+        // A run in the wrong folder (seeds swapped by hand), or a link to another seed's run, is
+        // an error to reports and dry runs, as it is to the runner: never a row of the table.
+        let seed0 = depth.directory(of: depth.runs[0]), seed1 = depth.directory(of: depth.runs[1])
+        let kept = folder.appendingPathComponent("kept")
+        try FileManager.default.moveItem(at: seed0, to: kept)
+        try FileManager.default.moveItem(at: seed1, to: seed0)
+        try FileManager.default.moveItem(at: kept, to: seed1)
+        #expect(throws: TrainingError.self) { try ExperimentReport(depth) }
+        #expect(throws: TrainingError.self) { try depth.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed) }
+        #expect(throws: TrainingError.self) { try resumed.run(data: data, dataPath: nil, threads: 1) }
+        let a = shortcuts.directory(of: shortcuts.runs[0])   // the link the shortcut campaign makes for option A
+        try FileManager.default.createDirectory(at: shortcuts.folder, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
+        do {
+            _ = try shortcuts.status(of: shortcuts.runs[0])
+            Issue.record("a link to seed 1's run read as option A, seed 0")
+        } catch let error as TrainingError {
+            #expect(error.description.contains("holds a run of resnet8, seed 1, shortcut A, not the campaign's resnet8-A-seed0"))
+        }
+        try FileManager.default.moveItem(at: seed0, to: kept)
+        try FileManager.default.moveItem(at: seed1, to: seed0)
+        try FileManager.default.moveItem(at: kept, to: seed1)
+        #expect(try shortcuts.status(of: shortcuts.runs[0]).stage == .finished && ExperimentReport(depth).results.count == 2)
     }
 }
