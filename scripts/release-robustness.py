@@ -745,10 +745,11 @@ class Harness:
                 make_misplaced()
 
         def make_misplaced():
-            if not os.path.isdir(os.path.join(misplaced, "depth", "resnet32-seed0")):
-                shutil.copytree(self.run, os.path.join(misplaced, "depth", "resnet32-seed0"))
-                os.makedirs(os.path.join(misplaced, "shortcuts"), exist_ok=True)
-                os.symlink("../depth/resnet32-seed0", os.path.join(misplaced, "shortcuts", "resnet32-A-seed0"))
+            shutil.copytree(self.run, os.path.join(misplaced, "depth", "resnet32-seed0"), dirs_exist_ok=True)
+            os.makedirs(os.path.join(misplaced, "shortcuts"), exist_ok=True)
+            link = os.path.join(misplaced, "shortcuts", "resnet32-A-seed0")
+            if not os.path.lexists(link):
+                os.symlink("../depth/resnet32-seed0", link)
         add(["experiment", "depth", "--runs", misplaced, "--report"], must_fail=True, prepare=misplace)
         add(["experiment", "shortcuts", "--runs", misplaced, "--report"], must_fail=True, prepare=misplace)
         for inp in ("100000x100000x3", "0x0x3", "32x32x0", "32x32x100000", "-32x32x3", "32x32", "1x1x3", "4096x4096x3", "9223372036854775807x1x1", "axbxc"):

@@ -203,15 +203,16 @@ public struct ExperimentRunEstimate: Sendable {
     public var status: ExperimentRunStatus
     /// The run's steps in all.
     public var totalSteps: Int
-    /// Training images per second measured for its network here.
-    public var imagesPerSecond: Double
+    /// Training images per second measured for its network here (nil for a run with no steps
+    /// left: finished, or another campaign's finished run, is not timed).
+    public var imagesPerSecond: Double?
     /// Estimated wall seconds to finish it on this machine, alone: 0 when it has finished or is
     /// another campaign's finished run (``reused``).
     public var secondsLeft: Double
     /// The other campaign's finished run this one will be, not trained again.
     public var reused: String? = nil
-    /// The other campaign's run, started but not finished, that this one will be if it finishes
-    /// before this run starts (its time is counted here all the same).
+    /// The other campaign's run, started with the same settings but not finished, that this one
+    /// will be if it finishes before this run starts (its time is counted here all the same).
     public var reusableIfFinishedFirst: String? = nil
 }
 
@@ -315,9 +316,7 @@ public final class ExperimentRunner {
             }
             var status = try ExperimentRunStatus.read(directory)
             let planned = try configuration(of: run, data: data, dataPath: dataPath, threads: threads)
-            if let existing = status.configuration, !Self.sameRun(existing, planned) {
-                throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
-            }
+            try Self.check(status, holds: planned, in: directory, for: run)
             if status.stage == .notStarted, let shared = reusableRun(for: run, planned: planned) {
                 try? FileManager.default.removeItem(at: directory)   // empty (reusableRun checked)
                 try FileManager.default.createSymbolicLink(atPath: directory.path, withDestinationPath: "../" + run.sameAs!)
@@ -381,39 +380,68 @@ public final class ExperimentRunner {
     }
 
     /// What is left of each run, for `resnet experiment NAME --dry-run`: its progress, and the
-    /// time its remaining steps take at `speeds` (training images/s of each run's configuration,
-    /// ``measureSpeed(of:minimumSeconds:)`` unless a test passes its own).
+    /// time its remaining steps take at `speeds` (training images/s of each configuration it is
+    /// given, those of the runs with steps left; ``measureSpeed(of:minimumSeconds:)`` unless a
+    /// test passes its own). A run folder the runner would refuse (another network, seed,
+    /// shortcut or settings) is refused here too.
     ///
     /// A run that another campaign has already trained with the same settings
-    /// (``reusableRun(for:planned:)``) costs nothing. One whose ``ExperimentRun/sameAs`` run
-    /// exists but has not finished is counted in full, since it trains here unless that run
-    /// finishes first; ``ExperimentRunEstimate/reusableIfFinishedFirst`` names it.
+    /// (``reusableRun(for:planned:)``) costs nothing. One whose ``ExperimentRun/sameAs`` run has
+    /// started with the same settings but not finished is counted in full, since it trains here
+    /// unless that run finishes first; ``ExperimentRunEstimate/reusableIfFinishedFirst`` names it.
     public func estimate(data: LoadedDataset, dataPath: String?, threads: Int,
                          speeds: ([RunConfiguration]) throws -> [Double] = { try ExperimentRunner.measureSpeed(of: $0) })
         throws -> [ExperimentRunEstimate] {
-        let configurations = try runs.map { try configuration(of: $0, data: data, dataPath: dataPath, threads: threads) }
-        let measured = try speeds(configurations)
-        guard measured.count == runs.count else { throw TrainingError.invalidOption("\(measured.count) speeds for \(runs.count) runs") }
-        return try zip(runs, zip(configurations, measured)).map { run, planned in
-            let (configuration, speed) = planned
+        // Every run's state first, so that a folder the runner would refuse is refused before
+        // anything is timed; then only the networks with steps left are timed.
+        var estimates: [ExperimentRunEstimate] = []
+        var timed: [(index: Int, configuration: RunConfiguration, steps: Int)] = []
+        for run in runs {
+            let configuration = try configuration(of: run, data: data, dataPath: dataPath, threads: threads)
             let status = try status(of: run)
+            try Self.check(status, holds: configuration, in: directory(of: run), for: run)
             let steps = configuration.recipe.totalIterations(trainingCount: configuration.trainingCount)
-            var estimate = ExperimentRunEstimate(run: run, status: status, totalSteps: steps, imagesPerSecond: speed, secondsLeft: 0)
+            var estimate = ExperimentRunEstimate(run: run, status: status, totalSteps: steps, imagesPerSecond: nil, secondsLeft: 0)
             if status.stage == .notStarted, reusableRun(for: run, planned: configuration) != nil {
                 estimate.reused = run.sameAs
-                return estimate
+            } else if status.stage != .finished {
+                if status.stage == .notStarted { estimate.reusableIfFinishedFirst = pendingReuse(for: run, planned: configuration) }
+                timed.append((estimates.count, configuration, steps - status.step))
             }
-            if status.stage == .notStarted, let other = run.sameAs {
-                let shared = folder.deletingLastPathComponent().appendingPathComponent(other)
-                // Started there and not finished (a finished one of other settings is not reusable).
-                if FileManager.default.fileExists(atPath: shared.path), (try? ExperimentRunStatus.read(shared))?.stage != .finished {
-                    estimate.reusableIfFinishedFirst = other
-                }
-            }
-            let left = status.stage == .finished ? 0 : max(0, steps - status.step)
-            let overhead = configuration.monitorsTest == true ? Self.evaluationOverheadWithTest : Self.evaluationOverhead
-            estimate.secondsLeft = speed > 0 ? Double(left * configuration.recipe.batchSize) / speed * overhead : .infinity
-            return estimate
+            estimates.append(estimate)
+        }
+        let measured = try speeds(timed.map(\.configuration))
+        guard measured.count == timed.count else { throw TrainingError.invalidOption("\(measured.count) speeds for \(timed.count) runs") }
+        for (t, speed) in zip(timed, measured) {
+            let overhead = t.configuration.monitorsTest == true ? Self.evaluationOverheadWithTest : Self.evaluationOverhead
+            estimates[t.index].imagesPerSecond = speed
+            estimates[t.index].secondsLeft = speed > 0 ? Double(t.steps * t.configuration.recipe.batchSize) / speed * overhead : .infinity
+        }
+        return estimates
+    }
+
+    /// The other campaign's run that `run` will be if it finishes first: started there with
+    /// exactly `planned`'s settings and data, not finished, while `run`'s own folder is absent or
+    /// empty (what ``reusableRun(for:planned:)`` will ask of it then). (A campaign folder that is
+    /// itself a link is not foreseen; the runner then trains the run, see ``run(data:dataPath:threads:)``.)
+    func pendingReuse(for run: ExperimentRun, planned: RunConfiguration) -> String? {
+        guard let other = run.sameAs else { return nil }
+        let own = directory(of: run)
+        if FileManager.default.fileExists(atPath: own.path) {
+            guard let contents = try? FileManager.default.contentsOfDirectory(atPath: own.path), contents.isEmpty else { return nil }
+        }
+        let shared = folder.deletingLastPathComponent().appendingPathComponent(other)
+        guard let status = try? ExperimentRunStatus.read(shared), status.stage == .partial, let configuration = status.configuration,
+              Self.sameRunOnSameData(configuration, planned) else { return nil }
+        return other
+    }
+
+    /// Refuses a run folder whose run was started with other settings than `planned` (another
+    /// `--schedule-scale`, batch size, ...): the runner will not resume it, nor may a dry run
+    /// count its steps against the plan's.
+    static func check(_ status: ExperimentRunStatus, holds planned: RunConfiguration, in directory: URL, for run: ExperimentRun) throws {
+        if let existing = status.configuration, !sameRun(existing, planned) {
+            throw TrainingError.checkpoint("\(directory.path) holds a run with other settings than the campaign's \(run.name) (another --schedule-scale?): move it away or choose another --runs")
         }
     }
 
@@ -433,8 +461,7 @@ public final class ExperimentRunner {
     /// B and C runs are not timed as option A's network; nor are the transfer campaign's
     /// fine-tuning runs timed at its pretraining's batch size.
     ///
-    /// Each is timed over at least 3 steps and at least `minimumSeconds` (at most 100 steps),
-    /// after one untimed step that creates the primitives, so that no figure rests on a fraction
+    /// Each is timed over at least 3 steps and at least `minimumSeconds`, after one untimed step that creates the primitives, so that no figure rests on a fraction
     /// of a second (three steps of ResNet-20 took about a third of one). The machine's own noise
     /// remains: see ``evaluationOverhead``.
     public static func measureSpeed(of configurations: [RunConfiguration], minimumSeconds: Double = 2) throws -> [Double] {
@@ -462,7 +489,7 @@ public final class ExperimentRunner {
             repeat {
                 try once()
                 steps += 1
-            } while steps < 3 || (steps < 100 && -start.timeIntervalSinceNow < minimumSeconds)
+            } while steps < 3 || -start.timeIntervalSinceNow < minimumSeconds
             let speed = Double(steps * batchSize) / max(-start.timeIntervalSinceNow, 1e-9)
             measured.append((wanted, speed))
             return speed

@@ -71,8 +71,12 @@ struct ExperimentCommand: ParsableCommand {
                     continue
                 }
                 let state = e.status.stage == .partial ? "partial, step \(e.status.step)/\(e.totalSteps)" : e.status.stage.rawValue
+                guard let speed = e.imagesPerSecond else {
+                    say("  \(column(e.run.name, 22)) \(column(state, 28)) \(e.totalSteps) iterations")
+                    continue
+                }
                 let unless = e.reusableIfFinishedFirst.map { " (none if \($0) finishes first)" } ?? ""
-                say("  \(column(e.run.name, 22)) \(column(state, 28)) \(e.totalSteps) iterations, \(String(format: "%.0f", e.imagesPerSecond)) img/s here: \(duration(e.secondsLeft)) left\(unless)")
+                say("  \(column(e.run.name, 22)) \(column(state, 28)) \(e.totalSteps) iterations, \(String(format: "%.0f", speed)) img/s here: \(duration(e.secondsLeft)) left\(unless)")
             }
             say("about \(duration(estimates.map(\.secondsLeft).reduce(0, +))) left in all at \(threads) threads, alone on this machine")
             return
