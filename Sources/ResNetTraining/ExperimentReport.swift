@@ -2,8 +2,9 @@ import Foundation
 import ResNetInference
 import ResNetModels
 
-/// The tables and figures of a campaign, from whatever has finished: `results.csv` (one row per
-/// run and evaluation point), `results.md` (the campaign's table) and a PNG of its curves.
+/// The tables and figures of a campaign, from whatever has finished: `NAME.csv` (one row per
+/// run and evaluation point), `NAME.md` (the campaign's table and, but for transfer, its
+/// findings) and `NAME.png` (its curves).
 public struct ExperimentReport {
     /// One evaluation point of one run, errors in percent.
     public struct Row: Sendable, Equatable {

@@ -17,7 +17,7 @@ struct ExperimentCommand: ParsableCommand {
             (default 0.25: 16k iterations, /10 at 8k and 12k), the paper's Fig. 6. depth: ResNet-20/32/44/56 with \
             the fast recipe, two seeds, Table 6. shortcuts: ResNet-32 with options A, B, C, fast, two seeds, Table 3. \
             transfer: ResNet-20 pretrained on classes 0-4, then classes 5-9 with 100 images each, fine-tuned and \
-            from scratch, three seeds. All with the 45k/5k split and option A (except the shortcut comparison), fp32. A stopped campaign \
+            from scratch, three seeds. All with the 45k/5k split (transfer: 2,500 and 50 validation images) and option A (except the shortcut comparison), fp32. A stopped campaign \
             continues where it was; a finished run is never redone. Touch RUNS/NAME/PAUSE to pause the run in \
             progress (remove it to continue). Results: RUNS/NAME/NAME.csv, NAME.md and NAME.png (--publish DIR copies them, e.g. to docs/experiments).
             """)
