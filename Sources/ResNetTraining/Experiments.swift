@@ -263,9 +263,10 @@ public final class ExperimentRunner {
     /// with a folder of its own and train (so `--dry-run` and `--report` do not show another
     /// campaign's progress as this one's).
     ///
-    /// A run directory (or a link to a finished run) that holds another network, seed or
-    /// shortcut option than `run` is an error, as it is to ``run(data:dataPath:threads:)``:
-    /// a report must not put a moved or mislinked run in the wrong row.
+    /// A run directory (or a link to a finished run) that holds another network, seed, shortcut
+    /// option or length (epochs or iterations, from `--schedule-scale`) than `run` is an error,
+    /// as it is to ``run(data:dataPath:threads:)``: a report must not put a moved or mislinked
+    /// run in the wrong row, nor runs of another schedule under this one's name.
     public func status(of run: ExperimentRun) throws -> ExperimentRunStatus {
         let directory = directory(of: run)
         let status: ExperimentRunStatus
@@ -275,8 +276,15 @@ public final class ExperimentRunner {
         } else {
             status = try ExperimentRunStatus.read(directory)
         }
-        if let c = status.configuration, c.model != run.network || c.seed != run.seed || c.modelOptions.shortcut != run.shortcut {
+        guard let c = status.configuration else { return status }
+        if c.model != run.network || c.seed != run.seed || c.modelOptions.shortcut != run.shortcut {
             throw TrainingError.checkpoint("\(directory.path) holds a run of \(c.model), seed \(c.seed), shortcut \(c.modelOptions.shortcut.rawValue), not the campaign's \(run.name): move it away or choose another --runs")
+        }
+        // The length the plan gives it (from --schedule-scale): a report of runs of another
+        // length would be headed by this plan's settings.
+        let planned = overrides.over(run.request.overrides)
+        if let length = planned.iterations.map(Recipe.Duration.iterations) ?? planned.epochs.map(Recipe.Duration.epochs), c.recipe.duration != length {
+            throw TrainingError.checkpoint("\(directory.path) holds a run of \(c.recipe.duration.length); the campaign plans \(length.length) for \(run.name) (repeat its --schedule-scale)")
         }
         return status
     }
@@ -539,5 +547,15 @@ final class InterruptionRelay: TrainingCallback {
     init(from source: Interruption) { self.source = source }
     func stepDidEnd(_ trainer: Trainer, _ result: TrainingStep.Result, epochStart: Date) throws {
         if source.isSet { trainer.interruption.set() }
+    }
+}
+
+extension Recipe.Duration {
+    /// "30 epochs", "16000 iterations".
+    var length: String {
+        switch self {
+        case .epochs(let e): "\(e) epochs"
+        case .iterations(let n): "\(n) iterations"
+        }
     }
 }

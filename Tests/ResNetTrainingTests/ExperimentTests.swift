@@ -410,8 +410,10 @@ struct ExperimentTests {
         #expect(estimates.allSatisfy { $0.reused == nil && $0.reusableIfFinishedFirst == nil && $0.imagesPerSecond == 100 } && timed == 2)
         // The same folder planned at another schedule scale is not this plan's to count, as it is
         // not the runner's to resume.
-        #expect(refusal { try runner(.depth, scale: 0.2).estimate(data: data, dataPath: nil, threads: 1, speeds: fixed) }
-            .contains("resnet8-seed0 holds a run with other settings than the campaign's resnet8-seed0"))
+        let otherLength = "resnet8-seed0 holds a run of 3 epochs; the campaign plans 6 epochs for resnet8-seed0 (repeat its --schedule-scale)"
+        #expect(refusal { try runner(.depth, scale: 0.2).estimate(data: data, dataPath: nil, threads: 1, speeds: fixed) }.contains(otherLength))
+        #expect(refusal { try ExperimentReport(runner(.depth, scale: 0.2)) }.contains(otherLength))
+        #expect(refusal { try runner(.depth, scale: 0.2).run(data: data, dataPath: nil, threads: 1) }.contains("holds a run with other settings"))
 
         // The shortcut campaign's option A, seed 0, is that run once it has finished; until then
         // it counts in full and says so. Seed 1's depth run has not started, and one that cannot
