@@ -245,11 +245,7 @@ public final class ExperimentRunner {
     /// evaluated on the test set, and trained exactly `planned` (``sameRunOnSameData(_:_:)``). A run that
     /// is unreadable or differs is not reused; this one then trains as usual.
     public func reusableRun(for run: ExperimentRun, planned: RunConfiguration) -> URL? {
-        guard let other = run.sameAs else { return nil }
-        let own = directory(of: run)
-        if FileManager.default.fileExists(atPath: own.path) {
-            guard let contents = try? FileManager.default.contentsOfDirectory(atPath: own.path), contents.isEmpty else { return nil }
-        }
+        guard let other = run.sameAs, ownFolderIsFree(run) else { return nil }
         let candidate = folder.deletingLastPathComponent().appendingPathComponent(other)
         guard let status = try? ExperimentRunStatus.read(candidate), status.stage == .finished,
               let configuration = status.configuration, Self.sameRunOnSameData(configuration, planned),
@@ -428,16 +424,20 @@ public final class ExperimentRunner {
         return estimates
     }
 
+    /// Whether `run`'s own folder is absent or empty: the only case in which it may become a
+    /// link to another campaign's run.
+    private func ownFolderIsFree(_ run: ExperimentRun) -> Bool {
+        let own = directory(of: run)
+        guard FileManager.default.fileExists(atPath: own.path) else { return true }
+        return (try? FileManager.default.contentsOfDirectory(atPath: own.path))?.isEmpty == true
+    }
+
     /// The other campaign's run that `run` will be if it finishes first: started there with
     /// exactly `planned`'s settings and data, not finished, while `run`'s own folder is absent or
     /// empty (what ``reusableRun(for:planned:)`` will ask of it then). (A campaign folder that is
     /// itself a link is not foreseen; the runner then trains the run, see ``run(data:dataPath:threads:)``.)
     func pendingReuse(for run: ExperimentRun, planned: RunConfiguration) -> String? {
-        guard let other = run.sameAs else { return nil }
-        let own = directory(of: run)
-        if FileManager.default.fileExists(atPath: own.path) {
-            guard let contents = try? FileManager.default.contentsOfDirectory(atPath: own.path), contents.isEmpty else { return nil }
-        }
+        guard let other = run.sameAs, ownFolderIsFree(run) else { return nil }
         let shared = folder.deletingLastPathComponent().appendingPathComponent(other)
         guard let status = try? ExperimentRunStatus.read(shared), status.stage == .partial, let configuration = status.configuration,
               Self.sameRunOnSameData(configuration, planned) else { return nil }
@@ -469,9 +469,10 @@ public final class ExperimentRunner {
     /// B and C runs are not timed as option A's network; nor are the transfer campaign's
     /// fine-tuning runs timed at its pretraining's batch size.
     ///
-    /// Each is timed over at least 3 steps and at least `minimumSeconds`, after one untimed step that creates the primitives, so that no figure rests on a fraction
-    /// of a second (three steps of ResNet-20 took about a third of one). The machine's own noise
-    /// remains: see ``evaluationOverhead``.
+    /// Each is timed over at least 3 steps and at least `minimumSeconds`, after one untimed step
+    /// that creates the primitives, so that no figure rests on a fraction of a second (three
+    /// steps of ResNet-20 took about a third of one). The machine's own noise remains: see
+    /// ``evaluationOverhead``.
     public static func measureSpeed(of configurations: [RunConfiguration], minimumSeconds: Double = 2) throws -> [Double] {
         var measured: [(configuration: RunConfiguration, speed: Double)] = []
         func same(_ a: RunConfiguration, _ b: RunConfiguration) -> Bool {
@@ -547,15 +548,5 @@ final class InterruptionRelay: TrainingCallback {
     init(from source: Interruption) { self.source = source }
     func stepDidEnd(_ trainer: Trainer, _ result: TrainingStep.Result, epochStart: Date) throws {
         if source.isSet { trainer.interruption.set() }
-    }
-}
-
-extension Recipe.Duration {
-    /// "30 epochs", "16000 iterations".
-    var length: String {
-        switch self {
-        case .epochs(let e): "\(e) epochs"
-        case .iterations(let n): "\(n) iterations"
-        }
     }
 }

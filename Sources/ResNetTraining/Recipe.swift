@@ -12,6 +12,14 @@ public struct Recipe: Codable, Sendable, Equatable {
     public enum Duration: Codable, Sendable, Equatable {
         case epochs(Int)
         case iterations(Int)
+
+        /// "30 epochs", "16000 iterations".
+        var length: String {
+            switch self {
+            case .epochs(let e): "\(e) epochs"
+            case .iterations(let n): "\(n) iterations"
+            }
+        }
     }
 
     /// The PyTorch note's rule: evaluate every `everyBatches` batches and stop after

@@ -264,12 +264,7 @@ public struct RunRequest: Sendable, Equatable {
                     recipe.schedule = .multiStep(base: base, milestones: [10, 13], multipliers: [0.1, 0.01], unit: .epoch)
                 }
             }
-            let length: String
-            switch recipe.duration {
-            case .epochs(let e): length = "\(e) epochs"
-            case .iterations(let i): length = "\(i) iterations"
-            }
-            log("on the sample: \(recipe.validationCount) validation images, \(length)")
+            log("on the sample: \(recipe.validationCount) validation images, \(recipe.duration.length)")
         }
         recipe = try recipe.adapted(toDepth: ModelDefinition(name: model).configuration?.depth).validated()
         let (trainIndices, _) = try trainingSplit(train, validationCount: recipe.validationCount)
