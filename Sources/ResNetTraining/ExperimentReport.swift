@@ -43,6 +43,14 @@ public struct ExperimentReport {
     /// Every run of the campaign, started or not.
     public let planned: [ExperimentRun]
 
+    /// A report of results at hand (tests of the tables and figures).
+    init(experiment: Experiment, planned: [ExperimentRun], rows: [Row], results: [Result]) {
+        self.experiment = experiment
+        self.planned = planned
+        self.rows = rows
+        self.results = results
+    }
+
     /// Reads every run of `runner` that has started.
     public init(_ runner: ExperimentRunner) throws {
         experiment = runner.experiment
@@ -196,8 +204,9 @@ public struct ExperimentReport {
     }
 
     /// Draws the campaign's figure: for degradation the paper's Fig. 6 (plain networks left,
-    /// ResNets right; training error thin, test error bold, against iterations), otherwise the
-    /// validation error of every run against iterations.
+    /// ResNets right; training error thin, test error bold, against iterations); for transfer
+    /// the validation error of every run against iterations; for depth and shortcuts those
+    /// curves and, beside them, the test errors of the table (``testErrorPanel()``).
     public func writeFigure(to path: String) throws {
         let depths = Array(Set(rows.map { depthOf($0.network) })).sorted()
         func color(_ depth: Int) -> Color { seriesColors[(depths.firstIndex(of: depth) ?? 0) % seriesColors.count] }
@@ -242,9 +251,62 @@ public struct ExperimentReport {
                                    points: points.map { (Double($0.iteration), $0.validationError) })
             }
             panels.append(CurvePanel(title: "validation error, every seed", series: series, legend: keys.map { ($0, color($0)) }))
+            panels.append(testErrorPanel())
             try writeCurvePanels(panels, title: "CIFAR-10 \(experiment.rawValue) campaign", xLabel: "iterations", yLabel: "error %",
                                  yRange: nil, to: path)
         }
+    }
+
+    /// The depth and shortcut figures' right panel: what their table says, drawn. Each finished
+    /// run's test error (its checkpoint chosen on validation) by depth or by option, the seeds
+    /// thin and their mean bold, and for depth the paper's Table 6 beside them; on a y axis of
+    /// its own, since the validation curves' axis (10-70% for ResNet-20's, `resnet experiment
+    /// depth --report`, 2026-12-02) would press differences of a point into one band.
+    func testErrorPanel() -> CurvePanel {
+        let finished = results.filter { $0.status.stage == .finished && $0.testError?.isFinite == true }
+        let networks = Array(Set(planned.map(\.network))).sorted { (depthOf($0), $0) < (depthOf($1), $1) }
+        let seeds = Array(Set(planned.map(\.seed))).sorted()
+        func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
+        func lighter(_ color: Color) -> Color { color.mixed(with: Color(hex: 0xFFFFFF), 0.45) }
+        var series: [CurveSeries] = [], legend: [(String, Color)] = []
+        if experiment == .depth {
+            // One position per planned depth, evenly spaced whatever the depths (20 ... 110).
+            let color = seriesColors[0]
+            let position = { (network: String) in Double(networks.firstIndex(of: network) ?? 0) }
+            for seed in seeds {
+                series.append(CurveSeries(label: "seed \(seed)", color: lighter(color), thickness: 1, points: networks.map { n in
+                    (position(n), finished.first { $0.run.network == n && $0.run.seed == seed }?.testError)
+                }, markers: true))
+            }
+            series.append(CurveSeries(label: "mean", color: color, thickness: 4, points: networks.map { n in
+                (position(n), mean(finished.filter { $0.run.network == n }.compactMap(\.testError)))
+            }, markers: true))
+            series.append(CurveSeries(label: "paper", color: PlotStyle.muted, thickness: 2, points: networks.map { n in
+                (position(n), Experiment.paperTable6[depthOf(n)])
+            }, markers: true))
+            legend = [("mean of seeds", color), ("each seed", lighter(color)), ("paper, Table 6", PlotStyle.muted)]
+            return CurvePanel(title: "test error of the chosen checkpoint", series: series, legend: legend,
+                              xCategories: networks.enumerated().map { (Double($0.offset), "\(depthOf($0.element))") },
+                              xLabel: "layers", ownYRange: true)
+        }
+        // Shortcuts: A, B, C along x, a color per network.
+        let options = ShortcutOption.allCases.filter { o in planned.contains { $0.shortcut == o } }
+        let position = { (o: ShortcutOption) in Double(options.firstIndex(of: o) ?? 0) }
+        for (k, network) in networks.enumerated() {
+            let color = seriesColors[k % seriesColors.count]
+            for seed in seeds {
+                series.append(CurveSeries(label: "\(network) seed \(seed)", color: lighter(color), thickness: 1, points: options.map { o in
+                    (position(o), finished.first { $0.run.network == network && $0.run.shortcut == o && $0.run.seed == seed }?.testError)
+                }, markers: true))
+            }
+            series.append(CurveSeries(label: "\(network) mean", color: color, thickness: 4, points: options.map { o in
+                (position(o), mean(finished.filter { $0.run.network == network && $0.run.shortcut == o }.compactMap(\.testError)))
+            }, markers: true))
+            legend.append(("\(network), mean of seeds", color))
+        }
+        legend.append(("each seed", lighter(seriesColors[0])))
+        return CurvePanel(title: "test error of the chosen checkpoint", series: series, legend: legend,
+                          xCategories: options.map { (position($0), "option \($0.rawValue)") }, xLabel: "shortcut", ownYRange: true)
     }
 }
 

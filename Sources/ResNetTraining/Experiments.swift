@@ -414,6 +414,9 @@ public final class ExperimentRunner {
             }
             estimates.append(estimate)
         }
+        if !timed.isEmpty {
+            log("measuring the training speed here of each network with steps left (a few seconds each) ...")
+        }
         let measured = try speeds(timed.map(\.configuration))
         guard measured.count == timed.count else { throw TrainingError.invalidOption("\(measured.count) speeds for \(timed.count) runs") }
         for (t, speed) in zip(timed, measured) {

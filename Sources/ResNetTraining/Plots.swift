@@ -376,11 +376,14 @@ public struct CurveSeries {
     public var thickness: Int
     /// `(x, y)`; a `nil` y is skipped.
     public var points: [(Double, Double?)]
-    public init(label: String, color: Color, thickness: Int, points: [(Double, Double?)]) {
+    /// A dot on every point: for a few values (one per depth) rather than a curve.
+    public var markers: Bool
+    public init(label: String, color: Color, thickness: Int, points: [(Double, Double?)], markers: Bool = false) {
         self.label = label
         self.color = color
         self.thickness = thickness
         self.points = points
+        self.markers = markers
     }
 }
 
@@ -389,36 +392,68 @@ public struct CurvePanel {
     public var title: String
     public var series: [CurveSeries]
     public var legend: [(String, Color)]
-    public init(title: String, series: [CurveSeries], legend: [(String, Color)]) {
+    /// Labelled x positions, for a panel over categories (depths, shortcut options) instead of
+    /// iterations; the axis then reaches half a step beyond the first and the last.
+    public var xCategories: [(Double, String)]?
+    /// This panel's x label, if not the figure's.
+    public var xLabel: String?
+    /// A y range of its own, from its data, instead of the one the panels share: for values
+    /// that would sit in one band of a shared axis (final test errors beside whole curves).
+    public var ownYRange: Bool
+    public init(title: String, series: [CurveSeries], legend: [(String, Color)], xCategories: [(Double, String)]? = nil,
+                xLabel: String? = nil, ownYRange: Bool = false) {
         self.title = title
         self.series = series
         self.legend = legend
+        self.xCategories = xCategories
+        self.xLabel = xLabel
+        self.ownYRange = ownYRange
     }
 }
 
-/// Writes panels side by side sharing one x and y range (`yRange`, or the data's), as the
-/// paper's Fig. 6 puts plain networks beside ResNets.
+/// Writes panels side by side sharing one y range (`yRange`, or the data's; a panel with
+/// ``CurvePanel/ownYRange`` has its own), as the paper's Fig. 6 puts plain networks beside
+/// ResNets.
 public func writeCurvePanels(_ panels: [CurvePanel], title: String, xLabel: String, yLabel: String,
                              yRange: (Double, Double)?, to path: String) throws {
     let panelWidth = 760, s = 2
     var canvas = Canvas(width: 120 + panels.count * (panelWidth + 110), height: 760)
     canvas.drawText(title, x: canvas.width / 2, y: 16, PlotStyle.text, scale: 3, alignment: .center)
-    // One y range for all panels (they compare), an x range per panel (they may span
-    // different lengths, as pretraining and fine-tuning do).
-    let ys = panels.flatMap(\.series).flatMap(\.points).compactMap(\.1).filter(\.isFinite)
-    let yTicks = yRange.map(curvePanelYTicks) ?? linearTicks(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 2), maximum: 7)
+    // One y range for the panels that compare, an x range per panel (they may span different
+    // lengths, as pretraining and fine-tuning do).
+    func values(_ panels: [CurvePanel]) -> [Double] { panels.flatMap(\.series).flatMap(\.points).compactMap(\.1).filter(\.isFinite) }
+    let ys = values(panels.filter { !$0.ownYRange })
+    let sharedYTicks = yRange.map(curvePanelYTicks) ?? linearTicks(max(0, (ys.min() ?? 0) - 2), min(100, (ys.max() ?? 100) + 2), maximum: 7)
     let top = 190, bottom = canvas.height - 90
     for (k, panel) in panels.enumerated() {
-        let xs = panel.series.flatMap(\.points).map(\.0).filter(\.isFinite)
-        let xTicks = iterationTicks(upTo: xs.max() ?? 1)
+        let xTicks = curvePanelXTicks(panel)
+        let own = values([panel])
+        let yTicks = panel.ownYRange ? linearTicks(max(0, (own.min() ?? 0) - 0.5), min(100, (own.max() ?? 20) + 0.5), maximum: 7) : sharedYTicks
+        var xDomain = (xTicks.values.first!, xTicks.values.last!)
+        if let categories = panel.xCategories, !categories.isEmpty {
+            let positions = categories.map(\.0).sorted()
+            let half = zip(positions, positions.dropFirst()).map { ($1 - $0) / 2 }.filter { $0 > 0 }.min() ?? 0.5
+            xDomain = (positions[0] - half, positions[positions.count - 1] + half)
+        }
         let x = 120 + k * (panelWidth + 110)
-        let frame = PlotFrame(x: x, y: top, width: panelWidth, height: bottom - top, x: (xTicks.values.first!, xTicks.values.last!),
+        let frame = PlotFrame(x: x, y: top, width: panelWidth, height: bottom - top, x: xDomain,
                               y: (yTicks.values.first!, yTicks.values.last!))
         drawLegend(&canvas, panel.legend, centerX: x + panelWidth / 2, y: 70 + 0, scale: s)
-        drawAxes(&canvas, frame, title: "\(panel.title) (\(yLabel))", xTicks: xTicks, yTicks: yTicks, xLabel: xLabel, scale: s)
-        for series in panel.series { drawSeries(&canvas, frame, series.points, series.color, marker: nil, thickness: series.thickness) }
+        drawAxes(&canvas, frame, title: "\(panel.title) (\(yLabel))", xTicks: xTicks, yTicks: yTicks, xLabel: panel.xLabel ?? xLabel, scale: s)
+        for series in panel.series {
+            drawSeries(&canvas, frame, series.points, series.color, marker: series.markers ? .circle : nil, thickness: series.thickness)
+        }
     }
     try canvas.writePNG(path: path)
+}
+
+/// A panel's x ticks: its categories (none if the list is empty), or iterations from 0 to its
+/// last point.
+func curvePanelXTicks(_ panel: CurvePanel) -> Ticks {
+    if let categories = panel.xCategories, !categories.isEmpty {
+        return Ticks(values: categories.map(\.0), labels: categories.map(\.1))
+    }
+    return iterationTicks(upTo: panel.series.flatMap(\.points).map(\.0).filter(\.isFinite).max() ?? 1)
 }
 
 /// Integral ticks from 0 to at least `last` (an iteration or epoch count). Up to 9 of them, so

@@ -61,7 +61,6 @@ struct ExperimentCommand: ParsableCommand {
         }
         let threads = ComputeEngine.shared.threadCount
         if dryRun {
-            say("measuring the training speed of each network here (a few seconds each) ...")
             let estimates = try runner.estimate(data: resolved.dataset, dataPath: resolved.path, threads: threads)
             say("\(name.rawValue): \(plan.count) runs in \(runner.folder.path)")
             func column(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }

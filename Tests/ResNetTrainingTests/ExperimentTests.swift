@@ -116,6 +116,59 @@ struct ExperimentTests {
                 == "The figure's error axis stops at 50%: the points above it (early iterations of plain20) are drawn on its top edge.")
     }
 
+    @Test func theDepthAndShortcutFiguresDrawTheirTablesTestErrors() throws {
+        func results(_ experiment: Experiment, _ planned: [ExperimentRun], _ errors: [String: Double?]) -> ExperimentReport {
+            let finished = ExperimentRunStatus(stage: .finished, step: 1, totalSteps: 1, history: [], configuration: nil, bestEpoch: nil, best: nil)
+            let partial = ExperimentRunStatus(stage: .partial, step: 1, totalSteps: 2, history: [], configuration: nil, bestEpoch: nil, best: nil)
+            return ExperimentReport(experiment: experiment, planned: planned, rows: [], results: planned.compactMap { run in
+                errors[run.name].map { e in ExperimentReport.Result(run: run, status: e == nil ? partial : finished, testError: e ?? nil, hours: 1) }
+            })
+        }
+        func points(_ panel: CurvePanel, _ label: String) -> [Double?] { panel.series.first { $0.label == label }!.points.map(\.1) }
+        // Depth: one position per planned depth; seeds thin, their mean, and Table 6. A run in
+        // progress (resnet56-seed1) and one not started (resnet44-seed1) draw nothing.
+        let depth = try Experiment.depth.runs()
+        let panel = results(.depth, depth, ["resnet20-seed0": 13.15, "resnet20-seed1": 12.95, "resnet32-seed0": 12.4, "resnet32-seed1": 12.0,
+                                            "resnet44-seed0": 11.5, "resnet56-seed0": 11.0, "resnet56-seed1": nil]).testErrorPanel()
+        #expect(panel.ownYRange && panel.xLabel == "layers")
+        #expect(panel.xCategories!.map(\.0) == [0, 1, 2, 3] && panel.xCategories!.map(\.1) == ["20", "32", "44", "56"])
+        #expect(points(panel, "seed 0") == [13.15, 12.4, 11.5, 11.0] && points(panel, "seed 1") == [12.95, 12.0, nil, nil])
+        let mean = points(panel, "mean")
+        #expect(abs(mean[0]! - 13.05) < 1e-9 && abs(mean[1]! - 12.2) < 1e-9 && mean[2] == 11.5 && mean[3] == 11.0)
+        #expect(points(panel, "paper") == [8.75, 7.51, 7.17, 6.97])
+        #expect(panel.series.allSatisfy { $0.markers })
+        // Shortcuts: options along x, a mean per network.
+        let shortcuts = try Experiment.shortcuts.runs()
+        let options = results(.shortcuts, shortcuts, ["resnet32-A-seed0": 12.4, "resnet32-A-seed1": 12.0, "resnet32-B-seed0": 12.2,
+                                                      "resnet32-C-seed1": 11.8]).testErrorPanel()
+        #expect(options.xCategories!.map(\.1) == ["option A", "option B", "option C"] && options.xLabel == "shortcut")
+        #expect(points(options, "resnet32 mean").count == 3 && abs(points(options, "resnet32 mean")[0]! - 12.2) < 1e-9)
+        #expect(points(options, "resnet32 mean")[1] == 12.2 && points(options, "resnet32 mean")[2] == 11.8)
+        #expect(points(options, "resnet32 seed 1") == [12.0, nil, 11.8])
+        // The figure is drawn, the curves and the test errors side by side.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("figure-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let figure = folder.appendingPathComponent("depth.png").path
+        try results(.depth, depth, ["resnet20-seed0": 13.15]).writeFigure(to: figure)
+        let drawn = try readImage(path: figure, channels: 3)
+        #expect(drawn.width == 120 + 2 * (760 + 110))
+        // The right panel's plot area (y 190-670) holds the mean's dot (ResNet-20's color) and
+        // Table 6's line.
+        func pixels(of color: UInt32, fromX: Int) -> Int {
+            let plane = drawn.height * drawn.width
+            return (191..<669).reduce(0) { count, y in
+                count + (fromX..<drawn.width).filter { x in
+                    let i = y * drawn.width + x
+                    return UInt32(drawn.pixels[i]) << 16 | UInt32(drawn.pixels[plane + i]) << 8 | UInt32(drawn.pixels[2 * plane + i]) == color
+                }.count
+            }
+        }
+        let rightPanel = 120 + 760 + 110 + 1
+        #expect(pixels(of: 0x1F77B4, fromX: rightPanel) > 40 && pixels(of: 0x707070, fromX: rightPanel) > 600)
+        try results(.shortcuts, shortcuts, [:]).writeFigure(to: folder.appendingPathComponent("shortcuts.png").path)
+    }
+
     @Test func theFindingsStateWhetherThePapersOrderingsHeld() {
         func rows(_ run: String, _ train: [Double]) -> [ExperimentReport.Row] {
             train.enumerated().map { k, e in
@@ -382,6 +435,7 @@ struct ExperimentTests {
                                      directory: folder)   // the fast recipe for 3 epochs
             r.overrides.batchSize = 16
             r.overrides.validation = 30
+            r.log = { _ in }
             return r
         }
         let data = tinyDataset()
@@ -400,7 +454,10 @@ struct ExperimentTests {
         depth.log = { if $0.contains("epoch   1/") { interruption.set() } }
         #expect(try depth.run(data: data, dataPath: nil, threads: 1) == false)
         let steps = 3 * (270 / 16)   // 270 of the 300 images train, 16 to a batch, 3 epochs
+        var said: [String] = []
+        depth.log = { said.append($0) }
         var estimates = try depth.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed)
+        #expect(said == ["measuring the training speed here of each network with steps left (a few seconds each) ..."])
         #expect(estimates.map(\.run.name) == ["resnet8-seed0", "resnet8-seed1"] && estimates.allSatisfy { $0.totalSteps == steps })
         #expect(estimates[0].status.stage == .partial && estimates[1].status.stage == .notStarted)
         let done = estimates[0].status.step
@@ -430,9 +487,11 @@ struct ExperimentTests {
         let resumed = try runner(.depth)   // as a new process would: the stopped one's interruption stays set
         resumed.log = { _ in }
         #expect(try resumed.run(data: data, dataPath: nil, threads: 1))
+        said = []
         estimates = try depth.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed)
         #expect(estimates.allSatisfy { $0.status.stage == .finished && $0.secondsLeft == 0 && $0.imagesPerSecond == nil } && timed == 0,
                 "finished runs are not timed")
+        #expect(said.isEmpty, "nothing is said to be measured when nothing is")
         estimates = try shortcuts.estimate(data: data, dataPath: nil, threads: 1, speeds: fixed)
         #expect(estimates.map(\.reused) == ["depth/resnet8-seed0", nil, nil, "depth/resnet8-seed1", nil, nil] && timed == 4)
         #expect(estimates.map(\.secondsLeft).filter { $0 == 0 }.count == 2 && estimates.allSatisfy { $0.reusableIfFinishedFirst == nil })
