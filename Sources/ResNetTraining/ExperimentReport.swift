@@ -4,7 +4,7 @@ import ResNetModels
 
 /// The tables and figures of a campaign, from whatever has finished: `NAME.csv` (one row per
 /// run and evaluation point), `NAME.md` (the campaign's table and, but for transfer, its
-/// findings) and `NAME.png` (its curves).
+/// findings) and `NAME.png` (its curves; for depth and shortcuts also the table's test errors).
 public struct ExperimentReport {
     /// One evaluation point of one run, errors in percent.
     public struct Row: Sendable, Equatable {
@@ -267,11 +267,15 @@ public struct ExperimentReport {
         let networks = Array(Set(planned.map(\.network))).sorted { (depthOf($0), $0) < (depthOf($1), $1) }
         let seeds = Array(Set(planned.map(\.seed))).sorted()
         func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
-        func lighter(_ color: Color) -> Color { color.mixed(with: Color(hex: 0xFFFFFF), 0.45) }
+        func lighter(_ color: Color) -> Color { color.mixed(with: Color(hex: 0xFFFFFF), 0.55) }
+        // Colors of their own: the curves beside them already give one color to each depth or
+        // option. The mean is dark; further networks of the shortcut campaign take colors its
+        // curves (options A, B, C: the first three) do not use.
+        let networkColors = [PlotStyle.text, seriesColors[5], seriesColors[4], seriesColors[6]]
         var series: [CurveSeries] = [], legend: [(String, Color)] = []
         if experiment == .depth {
             // One position per planned depth, evenly spaced whatever the depths (20 ... 110).
-            let color = seriesColors[0]
+            let color = networkColors[0], paperColor = seriesColors[9]
             let position = { (network: String) in Double(networks.firstIndex(of: network) ?? 0) }
             for seed in seeds {
                 series.append(CurveSeries(label: "seed \(seed)", color: lighter(color), thickness: 1, points: networks.map { n in
@@ -281,19 +285,22 @@ public struct ExperimentReport {
             series.append(CurveSeries(label: "mean", color: color, thickness: 4, points: networks.map { n in
                 (position(n), mean(finished.filter { $0.run.network == n }.compactMap(\.testError)))
             }, markers: true))
-            series.append(CurveSeries(label: "paper", color: PlotStyle.muted, thickness: 2, points: networks.map { n in
-                (position(n), Experiment.paperTable6[depthOf(n)])
-            }, markers: true))
-            legend = [("mean of seeds", color), ("each seed", lighter(color)), ("paper, Table 6", PlotStyle.muted)]
+            legend = [("mean of seeds", color), ("each seed", lighter(color))]
+            let paper = networks.map { (position($0), Experiment.paperTable6[depthOf($0)]) }
+            if paper.contains(where: { $0.1 != nil }) {
+                series.append(CurveSeries(label: "paper", color: paperColor, thickness: 2, points: paper, markers: true))
+                legend.append(("paper, Table 6", paperColor))
+            }
             return CurvePanel(title: "test error of the chosen checkpoint", series: series, legend: legend,
                               xCategories: networks.enumerated().map { (Double($0.offset), "\(depthOf($0.element))") },
                               xLabel: "layers", ownYRange: true)
         }
-        // Shortcuts: A, B, C along x, a color per network.
+        // Shortcuts: A, B, C along x; each network's mean dark or in a color of its own, its
+        // seeds in a lighter shade of it.
         let options = ShortcutOption.allCases.filter { o in planned.contains { $0.shortcut == o } }
         let position = { (o: ShortcutOption) in Double(options.firstIndex(of: o) ?? 0) }
         for (k, network) in networks.enumerated() {
-            let color = seriesColors[k % seriesColors.count]
+            let color = networkColors[k % networkColors.count]
             for seed in seeds {
                 series.append(CurveSeries(label: "\(network) seed \(seed)", color: lighter(color), thickness: 1, points: options.map { o in
                     (position(o), finished.first { $0.run.network == network && $0.run.shortcut == o && $0.run.seed == seed }?.testError)
@@ -302,9 +309,9 @@ public struct ExperimentReport {
             series.append(CurveSeries(label: "\(network) mean", color: color, thickness: 4, points: options.map { o in
                 (position(o), mean(finished.filter { $0.run.network == network && $0.run.shortcut == o }.compactMap(\.testError)))
             }, markers: true))
-            legend.append(("\(network), mean of seeds", color))
+            legend.append((networks.count == 1 ? "mean of seeds" : network, color))
         }
-        legend.append(("each seed", lighter(seriesColors[0])))
+        legend.append((networks.count == 1 ? "each seed" : "each seed: lighter", lighter(networkColors[0])))
         return CurvePanel(title: "test error of the chosen checkpoint", series: series, legend: legend,
                           xCategories: options.map { (position($0), "option \($0.rawValue)") }, xLabel: "shortcut", ownYRange: true)
     }

@@ -376,7 +376,8 @@ public struct CurveSeries {
     public var thickness: Int
     /// `(x, y)`; a `nil` y is skipped.
     public var points: [(Double, Double?)]
-    /// A dot on every point: for a few values (one per depth) rather than a curve.
+    /// A dot on every point, and no line across a missing value: for values by category (one
+    /// per depth) rather than a curve.
     public var markers: Bool
     public init(label: String, color: Color, thickness: Int, points: [(Double, Double?)], markers: Bool = false) {
         self.label = label
@@ -441,14 +442,14 @@ public func writeCurvePanels(_ panels: [CurvePanel], title: String, xLabel: Stri
         drawLegend(&canvas, panel.legend, centerX: x + panelWidth / 2, y: 70 + 0, scale: s)
         drawAxes(&canvas, frame, title: "\(panel.title) (\(yLabel))", xTicks: xTicks, yTicks: yTicks, xLabel: panel.xLabel ?? xLabel, scale: s)
         for series in panel.series {
-            drawSeries(&canvas, frame, series.points, series.color, marker: series.markers ? .circle : nil, thickness: series.thickness)
+            drawSeries(&canvas, frame, series.points, series.color, marker: series.markers ? .circle : nil, thickness: series.thickness,
+                       acrossGaps: !series.markers)
         }
     }
     try canvas.writePNG(path: path)
 }
 
-/// A panel's x ticks: its categories (none if the list is empty), or iterations from 0 to its
-/// last point.
+/// A panel's x ticks: its categories, or (without any) iterations from 0 to its last point.
 func curvePanelXTicks(_ panel: CurvePanel) -> Ticks {
     if let categories = panel.xCategories, !categories.isEmpty {
         return Ticks(values: categories.map(\.0), labels: categories.map(\.1))
@@ -667,13 +668,17 @@ func drawAxes(_ canvas: inout Canvas, _ frame: PlotFrame, title: String, xTicks:
 
 enum Marker { case circle, square }
 
-/// A polyline through the non-nil, finite points (missing ones are skipped, so a validation
-/// every few epochs still draws a curve), with a marker on each point.
+/// A polyline through the non-nil, finite points, with a marker on each point. Missing points
+/// are skipped, so a validation every few epochs still draws a curve; with `acrossGaps` false
+/// the line stops at them instead (values by category, where a line across one would invent it).
 func drawSeries(_ canvas: inout Canvas, _ frame: PlotFrame, _ points: [(Double, Double?)], _ color: Color, marker: Marker?,
-                thickness: Int = 3) {
+                thickness: Int = 3, acrossGaps: Bool = true) {
     var previous: (Double, Double)?
     for (x, value) in points {
-        guard let value, value.isFinite, !(frame.logY && value <= 0) else { continue }
+        guard let value, value.isFinite, !(frame.logY && value <= 0) else {
+            if !acrossGaps { previous = nil }
+            continue
+        }
         // Values beyond a fixed range are drawn at its edge.
         let p = (frame.px(x), frame.py(min(max(value, frame.yDomain.0), frame.yDomain.1)))
         if let previous { canvas.drawLine(from: previous.0, previous.1, to: p.0, p.1, color, thickness: thickness) }

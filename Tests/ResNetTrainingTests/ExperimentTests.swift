@@ -137,6 +137,10 @@ struct ExperimentTests {
         #expect(abs(mean[0]! - 13.05) < 1e-9 && abs(mean[1]! - 12.2) < 1e-9 && mean[2] == 11.5 && mean[3] == 11.0)
         #expect(points(panel, "paper") == [8.75, 7.51, 7.17, 6.97])
         #expect(panel.series.allSatisfy { $0.markers })
+        // Depths the paper's table lacks draw no paper line (and name none), and a depth with
+        // no run finished leaves a gap in the lines, not a bridge.
+        let small = results(.depth, try Experiment.depth.runs(depths: [8, 14], seeds: [0]), ["resnet8-seed0": 20]).testErrorPanel()
+        #expect(small.series.map(\.label) == ["seed 0", "mean"] && !small.legend.contains { $0.0.contains("paper") })
         // Shortcuts: options along x, a mean per network.
         let shortcuts = try Experiment.shortcuts.runs()
         let options = results(.shortcuts, shortcuts, ["resnet32-A-seed0": 12.4, "resnet32-A-seed1": 12.0, "resnet32-B-seed0": 12.2,
@@ -145,6 +149,10 @@ struct ExperimentTests {
         #expect(points(options, "resnet32 mean").count == 3 && abs(points(options, "resnet32 mean")[0]! - 12.2) < 1e-9)
         #expect(points(options, "resnet32 mean")[1] == 12.2 && points(options, "resnet32 mean")[2] == 11.8)
         #expect(points(options, "resnet32 seed 1") == [12.0, nil, 11.8])
+        #expect(options.legend.map(\.0) == ["mean of seeds", "each seed"])
+        // Several networks: a color and a legend entry each.
+        let two = results(.shortcuts, try Experiment.shortcuts.runs(depths: [20, 32], seeds: [0]), ["resnet20-A-seed0": 13]).testErrorPanel()
+        #expect(two.legend.map(\.0) == ["resnet20", "resnet32", "each seed: lighter"] && two.legend[0].1 != two.legend[1].1)
         // The figure is drawn, the curves and the test errors side by side.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("figure-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -153,8 +161,7 @@ struct ExperimentTests {
         try results(.depth, depth, ["resnet20-seed0": 13.15]).writeFigure(to: figure)
         let drawn = try readImage(path: figure, channels: 3)
         #expect(drawn.width == 120 + 2 * (760 + 110))
-        // The right panel's plot area (y 190-670) holds the mean's dot (ResNet-20's color) and
-        // Table 6's line.
+        // The right panel's plot area (y 190-670) holds the mean's dot (dark) and Table 6's line.
         func pixels(of color: UInt32, fromX: Int) -> Int {
             let plane = drawn.height * drawn.width
             return (191..<669).reduce(0) { count, y in
@@ -165,7 +172,7 @@ struct ExperimentTests {
             }
         }
         let rightPanel = 120 + 760 + 110 + 1
-        #expect(pixels(of: 0x1F77B4, fromX: rightPanel) > 40 && pixels(of: 0x707070, fromX: rightPanel) > 600)
+        #expect(pixels(of: 0x222222, fromX: rightPanel) > 40 && pixels(of: 0x17BECF, fromX: rightPanel) > 600)
         try results(.shortcuts, shortcuts, [:]).writeFigure(to: folder.appendingPathComponent("shortcuts.png").path)
     }
 

@@ -128,6 +128,19 @@ extension PlotTests {
 
 @Suite("Plots")
 struct PlotTests {
+    @Test("values by category stop their line at a missing value; curves join across it")
+    func gaps() {
+        let frame = PlotFrame(x: 0, y: 0, width: 220, height: 100, x: (0, 2), y: (0, 10))
+        let points: [(Double, Double?)] = [(0, 5), (1, nil), (2, 5)]
+        for acrossGaps in [true, false] {
+            var canvas = Canvas(width: 220, height: 100)
+            drawSeries(&canvas, frame, points, .black, marker: .circle, thickness: 1, acrossGaps: acrossGaps)
+            let middle = (Int(frame.px(1)), Int(frame.py(5).rounded()))
+            #expect((canvas.pixel(x: middle.0, y: middle.1) == .black) == acrossGaps)
+            #expect(canvas.pixel(x: Int(frame.px(0).rounded()), y: middle.1) == .black, "the markers are drawn either way")
+        }
+    }
+
     static func history(_ epochs: Int, validationEvery: Int = 1) -> [EpochRecord] {
         (1...epochs).map { e in
             let t = Double(e) / Double(epochs)
