@@ -1355,6 +1355,25 @@ def export_cases(h):
     def out(name):
         return os.path.join(folder, name)
 
+    # The run's test.json goes into the exported card: a valid one is taken; a damaged one, or
+    # another run's (other classes), is refused.
+    def run_with_test(name, content=None, link=None):
+        d = os.path.join(h.work, "run-test-" + name)
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(run_dir, d)
+        if link:
+            os.symlink(link, os.path.join(d, "test.json"))
+        else:
+            write_bytes(os.path.join(d, "test.json"), (content if isinstance(content, str) else json.dumps(content)).encode())
+        return d
+    valid = {"count": 30, "loss": 0.6, "top1": 0.8, "top5": 1.0, "per_class": [0.9, 0.8, 0.7],
+             "confusion_matrix": [[9, 1, 0], [2, 8, 0], [0, 3, 7]], "classes": CLASSES}
+    tested = run_with_test("valid", valid)
+    damaged = [run_with_test("top1", dict(valid, top1=1.5)), run_with_test("diagonal", dict(valid, top1=0.7)),
+               run_with_test("matrix", dict(valid, confusion_matrix=[[9, 1], [2, 8]])),
+               run_with_test("classes", dict(valid, classes=["cat", "dog", "red"])),
+               run_with_test("truncated", json.dumps(valid)[:40]), run_with_test("zero", link="/dev/zero")]
+
     cases = [  # (argv, file that must be written, or None: must be refused)
         (["export", model, "--out", out("m.safetensors")], "m.safetensors"),
         (["export", run_dir, "--format", "onnx", "--out", out("m.onnx")], "m.onnx"),
@@ -1377,7 +1396,8 @@ def export_cases(h):
         (["export", model, "--format", "onnx", "--out", "/dev/null/m.onnx"], None),
         (["export", os.path.join(h.work, "nope.safetensors"), "--format", "onnx", "--out", out("m.onnx")], None),
         (["export", "/dev/zero", "--format", "torchvision", "--out", out("t.safetensors")], None),
-    ]
+        (["export", tested, "--out", out("m.safetensors")], "m.safetensors"),
+    ] + [(["export", d, "--out", out("m.safetensors")], None) for d in damaged]
     passed, failures = 0, []
     for argv, written in cases:
         shutil.rmtree(folder, ignore_errors=True)
@@ -1401,7 +1421,16 @@ def export_cases(h):
             failures.append("%s: refused, but left %s behind" % (name, left))
         else:
             passed += 1
-    print("export: %d cases, %d passed" % (len(cases), passed), flush=True)
+    # The valid test.json's figures are in the exported card.
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    rc, stdout, stderr = h.run_raw(["export", tested, "--out", out("m.safetensors")])
+    metrics = json.loads(read_safetensors(out("m.safetensors"))[2]["__metadata__"]["resnet.model"])["provenance"].get("metrics", {}) if rc == 0 else {}
+    if metrics.get("test_top1") == 0.8 and metrics.get("test_top5") == 1.0:
+        passed += 1
+    else:
+        failures.append("export of a run with a valid test.json: exit %d, card metrics %s (want test_top1 0.8, test_top5 1.0)" % (rc, metrics))
+    print("export: %d cases, %d passed" % (len(cases) + 1, passed), flush=True)
     return passed, failures
 
 

@@ -341,3 +341,61 @@ func forEachBatchNorm(_ module: Module, _ body: (BatchNorm2D) -> Void) {
     if let bn = module as? BatchNorm2D { body(bn) }
     for (_, child) in module.namedChildren { forEachBatchNorm(child, body) }
 }
+
+extension EvaluationResult {
+    /// The largest evaluation file read: 64 MiB. ImageNet's 1,000 classes write about 2 MB
+    /// (a confusion matrix of a million counts, most of them "0,").
+    public static let maximumFileBytes = 64 << 20
+
+    /// Decodes a result written by ``Evaluator`` (a run's `test.json`) and checks it: the
+    /// accuracies are fractions with top-1 at most top-5, the loss is finite and not negative,
+    /// there is one per-class accuracy and one square confusion-matrix row per class, and the
+    /// matrix's counts add up to ``count`` with its diagonal giving ``top1``. A file edited by
+    /// hand or damaged on disk ends here as a `DecodingError`, not as a figure in a report or a
+    /// model card.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func corrupted(_ key: CodingKeys, _ message: String) -> DecodingError {
+            DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: message)
+        }
+        count = try c.decode(Int.self, forKey: .count)
+        guard count >= 0 else { throw corrupted(.count, "a count of images must not be negative, got \(count)") }
+        loss = try c.decode(Double.self, forKey: .loss)
+        guard loss.isFinite, loss >= 0 else { throw corrupted(.loss, "a cross-entropy must be finite and not negative, got \(loss)") }
+        top1 = try c.decode(Double.self, forKey: .top1)
+        top5 = try c.decode(Double.self, forKey: .top5)
+        for (key, value) in [(CodingKeys.top1, top1), (.top5, top5)] where !(0...1).contains(value) {
+            throw corrupted(key, "an accuracy must be a fraction in 0...1, got \(value)")
+        }
+        guard top1 <= top5 else { throw corrupted(.top5, "top-5 accuracy \(top5) is below top-1's \(top1)") }
+        classNames = try c.decode([String].self, forKey: .classNames)
+        let k = classNames.count
+        guard (1...ModelCard.maximumClassCount).contains(k) else {
+            throw corrupted(.classNames, "the number of classes must be in 1...\(ModelCard.maximumClassCount), got \(k)")
+        }
+        perClass = try c.decode([Double].self, forKey: .perClass)
+        guard perClass.count == k else { throw corrupted(.perClass, "\(perClass.count) accuracies for \(k) classes") }
+        guard perClass.allSatisfy({ (0...1).contains($0) }) else { throw corrupted(.perClass, "an accuracy must be a fraction in 0...1") }
+        confusionMatrix = try c.decode([[Int]].self, forKey: .confusionMatrix)
+        guard confusionMatrix.count == k, confusionMatrix.allSatisfy({ $0.count == k }) else {
+            throw corrupted(.confusionMatrix, "the matrix must have \(k) rows of \(k) counts, one per class")
+        }
+        var total = 0, correct = 0
+        for (t, row) in confusionMatrix.enumerated() {
+            for n in row {
+                guard n >= 0 else { throw corrupted(.confusionMatrix, "a count must not be negative, got \(n)") }
+                let (sum, overflow) = total.addingReportingOverflow(n)
+                guard !overflow else { throw corrupted(.confusionMatrix, "the counts overflow") }
+                total = sum
+            }
+            correct += row[t]
+        }
+        guard total == count else { throw corrupted(.confusionMatrix, "the counts add up to \(total), not to the \(count) images") }
+        // The evaluator divides the same integers, so the two agree to the last bit; a
+        // tolerance leaves room for a writer that rounds.
+        let diagonal = Double(correct) / Double(max(1, count))
+        guard abs(diagonal - top1) <= 1e-9 else {
+            throw corrupted(.top1, "top-1 accuracy \(top1) disagrees with the matrix's diagonal (\(correct) of \(count) images)")
+        }
+    }
+}

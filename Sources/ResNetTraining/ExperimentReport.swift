@@ -70,9 +70,7 @@ public struct ExperimentReport {
             // test.json, or the test error logged at the same step (monitored runs in progress).
             let best = status.best
             var test: Double?
-            if status.stage == .finished,
-               let data = try? Data(contentsOf: directory.appendingPathComponent("test.json")),
-               let result = try? JSONDecoder().decode(EvaluationResult.self, from: data) {
+            if status.stage == .finished, let result = try readTestResult(of: directory) {
                 test = 100 * (1 - result.top1)
             } else if let best, let accuracy = status.history.first(where: { $0.step == best.step })?.testAccuracy {
                 test = 100 * (1 - accuracy)

@@ -243,14 +243,14 @@ public final class ExperimentRunner {
 
     /// The finished run of another campaign that `run` can be (``ExperimentRun/sameAs``): only
     /// while `run`'s own directory is absent or empty, and only if that run finished, was
-    /// evaluated on the test set, and trained exactly `planned` (``sameRunOnSameData(_:_:)``). A run that
+    /// evaluated on the test set (a valid `test.json`), and trained exactly `planned` (``sameRunOnSameData(_:_:)``). A run that
     /// is unreadable or differs is not reused; this one then trains as usual.
     public func reusableRun(for run: ExperimentRun, planned: RunConfiguration) -> URL? {
         guard let other = run.sameAs, ownFolderIsFree(run) else { return nil }
         let candidate = folder.deletingLastPathComponent().appendingPathComponent(other)
         guard let status = try? ExperimentRunStatus.read(candidate), status.stage == .finished,
               let configuration = status.configuration, Self.sameRunOnSameData(configuration, planned),
-              FileManager.default.fileExists(atPath: candidate.appendingPathComponent("test.json").path) else { return nil }
+              (try? readTestResult(of: candidate)) != nil else { return nil }
         return candidate
     }
 
@@ -334,12 +334,16 @@ public final class ExperimentRunner {
                 try FileManager.default.removeItem(at: directory)
                 status = try ExperimentRunStatus.read(directory)
             }
-            let testFile = directory.appendingPathComponent("test.json")
             if status.stage == .finished {
                 log("[\(k + 1)/\(runs.count)] \(run.name): finished\(reusedRun(of: run).map { " (the same run as \($0))" } ?? "")")
-                // A run stopped between its last checkpoint and its test evaluation gets it now.
-                if !FileManager.default.fileExists(atPath: testFile.path), let configuration = status.configuration,
-                   let test = try configuration.prepared(data).split("test") {
+                // A run stopped between its last checkpoint and its test evaluation gets it now;
+                // so does one whose test.json was damaged (the weights it measures are intact).
+                let measured: Bool
+                do { measured = try readTestResult(of: directory) != nil } catch {
+                    log("  \(error): measuring its test error again")
+                    measured = false
+                }
+                if !measured, let configuration = status.configuration, let test = try configuration.prepared(data).split("test") {
                     try evaluateTestSplit(of: directory, test: test)
                 }
                 continue

@@ -91,6 +91,29 @@ public struct TrainedModel {
     }
 }
 
+/// The test result of the run in `directory` (its `test.json`, written by
+/// ``evaluateTestSplit(of:test:whitening:batchSize:)``), or nil when the run has none.
+/// - Throws: ``TrainingError/checkpoint(_:)`` naming the file when it is present but too large,
+///   unreadable or not a valid result (``EvaluationResult/init(from:)`` checks its figures).
+public func readTestResult(of directory: URL) throws -> EvaluationResult? {
+    let file = directory.appendingPathComponent("test.json")
+    guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+    let data: Data
+    do {
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        data = try handle.read(upToCount: EvaluationResult.maximumFileBytes + 1) ?? Data()
+    } catch {
+        throw TrainingError.checkpoint("\(file.path): cannot be read (\(error.localizedDescription))")
+    }
+    guard data.count <= EvaluationResult.maximumFileBytes else {
+        throw TrainingError.checkpoint("\(file.path): larger than \(EvaluationResult.maximumFileBytes >> 20) MiB, not a test result")
+    }
+    do { return try JSONDecoder().decode(EvaluationResult.self, from: data) } catch let error as DecodingError {
+        throw TrainingError.checkpoint("\(file.path): not a valid test result (\(error.summary))")
+    }
+}
+
 /// The end of a run: the test split evaluated once, with the checkpoint chosen on validation
 /// (`best.safetensors`, else `last.safetensors`), written as `test.json`, `confusion_matrix.png`
 /// and `predictions.png` (right and wrong predictions across the classes) in the run directory.

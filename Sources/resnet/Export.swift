@@ -45,9 +45,10 @@ struct Export: ParsableCommand {
         guard source.path != destination.path else { throw UserError("--out is the model being exported: choose another file") }
         var card = trained.loaded.card
         // A run's test figure belongs to its best checkpoint (train evaluates that one once).
-        let test = source.deletingLastPathComponent().appendingPathComponent("test.json")
-        if source.lastPathComponent == "best.safetensors", let data = try? Data(contentsOf: test),
-           let result = try? JSONDecoder().decode(EvaluationResult.self, from: data), result.top1.isFinite, result.top5.isFinite {
+        if source.lastPathComponent == "best.safetensors", let result = try readTestResult(of: source.deletingLastPathComponent()) {
+            guard result.classNames == card.classNames else {
+                throw UserError("\(source.deletingLastPathComponent().appendingPathComponent("test.json").path): its classes are not the model's: the test result of another run")
+            }
             card.provenance.metrics["test_top1"] = result.top1
             card.provenance.metrics["test_top5"] = result.top5
         }

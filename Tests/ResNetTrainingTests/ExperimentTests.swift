@@ -255,6 +255,20 @@ struct ExperimentTests {
         #expect(report.markdown.contains("What the runs say about the paper's orderings:\n\n- Mean test error by depth over 2 seeds"))
         let rows = report.markdown.split(separator: "\n").filter { $0.hasPrefix("| resnet") }
         #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" ± ") && $0.contains("(2 runs)") })
+
+        // A damaged test.json is an error of the report, not a missing figure; the campaign
+        // measures that run's test error again, from the same weights, to the same value.
+        let testFile = runner.directory(of: runner.runs[0]).appendingPathComponent("test.json")
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: testFile)) as? [String: Any])
+        object["top1"] = 1.25
+        try JSONSerialization.data(withJSONObject: object).write(to: testFile)
+        let refusal = try #require(throws: TrainingError.self) { try ExperimentReport(runner) }
+        #expect(refusal.description.hasPrefix(testFile.path + ": not a valid test result ('top1': an accuracy must be a fraction in 0...1"))
+        var lines: [String] = []
+        runner.log = { lines.append($0) }
+        #expect(try runner.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        #expect(lines.contains { $0.hasPrefix("  \(testFile.path): not a valid test result (") && $0.hasSuffix("): measuring its test error again") })
+        #expect(try ExperimentReport(runner).results.map(\.testError) == report.results.map(\.testError))
     }
 
     @Test func theShortcutCampaignReusesTheDepthCampaignsFinishedRunOfTheSameSettings() throws {
