@@ -1097,10 +1097,15 @@ class Harness:
         case("history cpu_seconds=-1", edit_state=with_history(cpu_seconds=-1))
         case("history cpu_seconds=\"nan\"", edit_state=with_history(cpu_seconds="nan"))
         case("history seconds=-3 (clock stepped back, older run)", edit_state=with_history(seconds=-3), must_fail=False, must_succeed=True)
+        # Accuracies (reports average their errors) are fractions.
+        case("history train_accuracy=1.5", edit_state=with_history(train_accuracy=1.5))
+        case("history val_accuracy=-0.25", edit_state=with_history(val_accuracy=-0.25))
+        case("history test_accuracy=7", edit_state=with_history(test_accuracy=7))
         # Reading a finished run's state without training (the path Swift 6.3.1 once miscompiled
         # in the release build only: ARCHITECTURE.md, Testing).
         for desc, edit, fails in (("compare of the finished run", None, False),
-                                  ("compare of a run with cpu_seconds=-1", with_history(cpu_seconds=-1), True)):
+                                  ("compare of a run with cpu_seconds=-1", with_history(cpu_seconds=-1), True),
+                                  ("compare of a run with train_accuracy=2", with_history(train_accuracy=2), True)):
             cdir = self.path("compare")
 
             def prep_compare(rc=cdir, edit=edit):

@@ -180,7 +180,7 @@ private func readFully(_ descriptor: Int32, into buffer: UnsafeMutableRawPointer
 /// - Parameter format: what the file should be, for the error (`"a JPEG or PNG image"`).
 /// - Throws: ``DataError/fileNotFound(path:)``, ``DataError/notARegularFile(path:kind:)``,
 ///   ``DataError/tooLarge(path:what:limit:hint:)`` or ``DataError/readFailed(path:reason:)``.
-func readFileBytes(path: String, limit: Int, format: String) throws -> [UInt8] {
+public func readFileBytes(path: String, limit: Int, format: String) throws -> [UInt8] {
     let limit = min(limit, DataLimits.memoryBudget)
     let (descriptor, size) = try openRegularFile(path)
     defer { close(descriptor) }

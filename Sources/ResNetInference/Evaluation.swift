@@ -343,16 +343,22 @@ func forEachBatchNorm(_ module: Module, _ body: (BatchNorm2D) -> Void) {
 }
 
 extension EvaluationResult {
-    /// The largest evaluation file read: 64 MiB. ImageNet's 1,000 classes write about 2 MB
-    /// (a confusion matrix of a million counts, most of them "0,").
-    public static let maximumFileBytes = 64 << 20
+    /// The largest evaluation file read for a network of `classCount` classes: 64 MiB, and
+    /// more for a confusion matrix too large for that (16 bytes a count, far above the 2 to 6
+    /// an evaluation writes), but at most a sixteenth of ``DataLimits/memoryBudget``: decoding
+    /// JSON takes several times its size. ImageNet's 1,000 classes write about 2 MB.
+    public static func maximumFileBytes(classCount: Int) -> Int {
+        let k = max(0, min(classCount, ModelCard.maximumClassCount))
+        return max(64 << 20, min(k * k * 16 + (1 << 20), DataLimits.memoryBudget / 16))
+    }
 
-    /// Decodes a result written by ``Evaluator`` (a run's `test.json`) and checks it: the
-    /// accuracies are fractions with top-1 at most top-5, the loss is finite and not negative,
-    /// there is one per-class accuracy and one square confusion-matrix row per class, and the
-    /// matrix's counts add up to ``count`` with its diagonal giving ``top1``. A file edited by
-    /// hand or damaged on disk ends here as a `DecodingError`, not as a figure in a report or a
-    /// model card.
+    /// Decodes a result written by ``Evaluator`` (a run's `test.json`, `resnet evaluate
+    /// --json`'s fields) and checks it: the accuracies are fractions with top-1 at most top-5,
+    /// the loss is finite and not negative, the confusion matrix is square with one row per
+    /// class of the network, its counts add up to ``count``, its diagonal gives ``top1`` and
+    /// each row that class's accuracy, and there is a name for each class of the data (at most
+    /// the network's). A file edited by hand or damaged on disk ends here as a
+    /// `DecodingError`, not as a figure in a report or a model card.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func corrupted(_ key: CodingKeys, _ message: String) -> DecodingError {
@@ -368,31 +374,40 @@ extension EvaluationResult {
             throw corrupted(key, "an accuracy must be a fraction in 0...1, got \(value)")
         }
         guard top1 <= top5 else { throw corrupted(.top5, "top-5 accuracy \(top5) is below top-1's \(top1)") }
+        // The network's classes: the matrix's rows. The data's may be fewer (`resnet evaluate`
+        // of a data set with fewer classes than the model names only the data's).
+        confusionMatrix = try c.decode([[Int]].self, forKey: .confusionMatrix)
+        let k = confusionMatrix.count
+        guard (1...ModelCard.maximumClassCount).contains(k), confusionMatrix.allSatisfy({ $0.count == k }) else {
+            throw corrupted(.confusionMatrix, "the matrix must be square, one row and column per class (1...\(ModelCard.maximumClassCount))")
+        }
         classNames = try c.decode([String].self, forKey: .classNames)
-        let k = classNames.count
-        guard (1...ModelCard.maximumClassCount).contains(k) else {
-            throw corrupted(.classNames, "the number of classes must be in 1...\(ModelCard.maximumClassCount), got \(k)")
+        guard (1...k).contains(classNames.count) else {
+            throw corrupted(.classNames, "\(classNames.count) class names for a matrix of \(k) classes")
         }
         perClass = try c.decode([Double].self, forKey: .perClass)
         guard perClass.count == k else { throw corrupted(.perClass, "\(perClass.count) accuracies for \(k) classes") }
-        guard perClass.allSatisfy({ (0...1).contains($0) }) else { throw corrupted(.perClass, "an accuracy must be a fraction in 0...1") }
-        confusionMatrix = try c.decode([[Int]].self, forKey: .confusionMatrix)
-        guard confusionMatrix.count == k, confusionMatrix.allSatisfy({ $0.count == k }) else {
-            throw corrupted(.confusionMatrix, "the matrix must have \(k) rows of \(k) counts, one per class")
-        }
         var total = 0, correct = 0
         for (t, row) in confusionMatrix.enumerated() {
+            var inRow = 0
             for n in row {
                 guard n >= 0 else { throw corrupted(.confusionMatrix, "a count must not be negative, got \(n)") }
-                let (sum, overflow) = total.addingReportingOverflow(n)
+                let (sum, overflow) = inRow.addingReportingOverflow(n)
                 guard !overflow else { throw corrupted(.confusionMatrix, "the counts overflow") }
-                total = sum
+                inRow = sum
             }
+            let (sum, overflow) = total.addingReportingOverflow(inRow)
+            guard !overflow else { throw corrupted(.confusionMatrix, "the counts overflow") }
+            total = sum
             correct += row[t]
+            // The evaluator divides the same integers (0 for a class without images), so the
+            // two agree to the last bit; the tolerance leaves room for a writer that rounds.
+            let accuracy = inRow == 0 ? 0 : Double(row[t]) / Double(inRow)
+            guard abs(perClass[t] - accuracy) <= 1e-9 else {
+                throw corrupted(.perClass, "class \(t)'s accuracy \(perClass[t]) disagrees with its row of the matrix (\(row[t]) of \(inRow) images)")
+            }
         }
         guard total == count else { throw corrupted(.confusionMatrix, "the counts add up to \(total), not to the \(count) images") }
-        // The evaluator divides the same integers, so the two agree to the last bit; a
-        // tolerance leaves room for a writer that rounds.
         let diagonal = Double(correct) / Double(max(1, count))
         guard abs(diagonal - top1) <= 1e-9 else {
             throw corrupted(.top1, "top-1 accuracy \(top1) disagrees with the matrix's diagonal (\(correct) of \(count) images)")

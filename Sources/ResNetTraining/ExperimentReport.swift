@@ -70,7 +70,8 @@ public struct ExperimentReport {
             // test.json, or the test error logged at the same step (monitored runs in progress).
             let best = status.best
             var test: Double?
-            if status.stage == .finished, let result = try readTestResult(of: directory) {
+            if status.stage == .finished, let classes = status.configuration?.classNames.count,
+               let result = try readTestResult(of: directory, classCount: classes) {
                 test = 100 * (1 - result.top1)
             } else if let best, let accuracy = status.history.first(where: { $0.step == best.step })?.testAccuracy {
                 test = 100 * (1 - accuracy)

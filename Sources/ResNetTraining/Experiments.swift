@@ -241,16 +241,33 @@ public final class ExperimentRunner {
     /// The run's directory.
     public func directory(of run: ExperimentRun) -> URL { folder.appendingPathComponent(run.name) }
 
+    /// Measures the test error of a finished run that has none: one stopped between its last
+    /// checkpoint and its test evaluation, or one whose `test.json` is not a valid result (the
+    /// weights it measures are intact). A `test.json` that cannot be read at all (a directory,
+    /// a device, no permission) is an error for the user to see, not something to overwrite.
+    private func measureTestErrorIfMissing(of directory: URL, status: ExperimentRunStatus, data: LoadedDataset) throws {
+        guard let configuration = status.configuration else { return }
+        var damage: TrainingError?
+        do {
+            if try readTestResult(of: directory, classCount: configuration.classNames.count) != nil { return }
+        } catch let error as TrainingError where error.isInvalidTestResult {
+            damage = error
+        }
+        guard let test = try configuration.prepared(data).split("test") else { return }
+        if let damage { log("  \(damage): measuring its test error again") }
+        try evaluateTestSplit(of: directory, test: test)
+    }
+
     /// The finished run of another campaign that `run` can be (``ExperimentRun/sameAs``): only
     /// while `run`'s own directory is absent or empty, and only if that run finished, was
-    /// evaluated on the test set (a valid `test.json`), and trained exactly `planned` (``sameRunOnSameData(_:_:)``). A run that
+    /// evaluated on the test set, and trained exactly `planned` (``sameRunOnSameData(_:_:)``). A run that
     /// is unreadable or differs is not reused; this one then trains as usual.
     public func reusableRun(for run: ExperimentRun, planned: RunConfiguration) -> URL? {
         guard let other = run.sameAs, ownFolderIsFree(run) else { return nil }
         let candidate = folder.deletingLastPathComponent().appendingPathComponent(other)
         guard let status = try? ExperimentRunStatus.read(candidate), status.stage == .finished,
               let configuration = status.configuration, Self.sameRunOnSameData(configuration, planned),
-              (try? readTestResult(of: candidate)) != nil else { return nil }
+              FileManager.default.fileExists(atPath: candidate.appendingPathComponent("test.json").path) else { return nil }
         return candidate
     }
 
@@ -329,6 +346,7 @@ public final class ExperimentRunner {
                 // reach the run just checked (a campaign folder that is itself a link), train.
                 if let linked = realPath(directory.path), linked == realPath(shared.path) {
                     log("[\(k + 1)/\(runs.count)] \(run.name): finished, as \(shared.path) (the same settings), not trained again")
+                    try measureTestErrorIfMissing(of: directory, status: ExperimentRunStatus.read(directory), data: data)
                     continue
                 }
                 try FileManager.default.removeItem(at: directory)
@@ -336,16 +354,7 @@ public final class ExperimentRunner {
             }
             if status.stage == .finished {
                 log("[\(k + 1)/\(runs.count)] \(run.name): finished\(reusedRun(of: run).map { " (the same run as \($0))" } ?? "")")
-                // A run stopped between its last checkpoint and its test evaluation gets it now;
-                // so does one whose test.json was damaged (the weights it measures are intact).
-                let measured: Bool
-                do { measured = try readTestResult(of: directory) != nil } catch {
-                    log("  \(error): measuring its test error again")
-                    measured = false
-                }
-                if !measured, let configuration = status.configuration, let test = try configuration.prepared(data).split("test") {
-                    try evaluateTestSplit(of: directory, test: test)
-                }
+                try measureTestErrorIfMissing(of: directory, status: status, data: data)
                 continue
             }
             let configuration = status.configuration ?? planned

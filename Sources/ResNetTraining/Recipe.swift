@@ -165,10 +165,17 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case invalidOption(String)
     case checkpoint(String)
     case diverged(String)
+    /// A run's `test.json` that is readable but not a valid test result (``readTestResult(of:classCount:)``).
+    case invalidTestResult(String)
 
     public var description: String {
         switch self {
-        case .invalidOption(let m), .checkpoint(let m), .diverged(let m): m
+        case .invalidOption(let m), .checkpoint(let m), .diverged(let m), .invalidTestResult(let m): m
         }
+    }
+
+    /// Whether this is ``invalidTestResult(_:)``.
+    public var isInvalidTestResult: Bool {
+        if case .invalidTestResult = self { true } else { false }
     }
 }

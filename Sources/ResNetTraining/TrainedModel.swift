@@ -93,24 +93,19 @@ public struct TrainedModel {
 
 /// The test result of the run in `directory` (its `test.json`, written by
 /// ``evaluateTestSplit(of:test:whitening:batchSize:)``), or nil when the run has none.
-/// - Throws: ``TrainingError/checkpoint(_:)`` naming the file when it is present but too large,
-///   unreadable or not a valid result (``EvaluationResult/init(from:)`` checks its figures).
-public func readTestResult(of directory: URL) throws -> EvaluationResult? {
+///
+/// - Parameter classCount: the run's number of classes, which bounds the file's size
+///   (``EvaluationResult/maximumFileBytes(classCount:)``).
+/// - Throws: ``TrainingError/invalidTestResult(_:)`` naming the file when it is not a valid
+///   result (``EvaluationResult/init(from:)`` checks its figures); a `DataError` when it is not
+///   a regular file, is too large or cannot be read.
+public func readTestResult(of directory: URL, classCount: Int) throws -> EvaluationResult? {
     let file = directory.appendingPathComponent("test.json")
     guard FileManager.default.fileExists(atPath: file.path) else { return nil }
-    let data: Data
-    do {
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        data = try handle.read(upToCount: EvaluationResult.maximumFileBytes + 1) ?? Data()
-    } catch {
-        throw TrainingError.checkpoint("\(file.path): cannot be read (\(error.localizedDescription))")
-    }
-    guard data.count <= EvaluationResult.maximumFileBytes else {
-        throw TrainingError.checkpoint("\(file.path): larger than \(EvaluationResult.maximumFileBytes >> 20) MiB, not a test result")
-    }
-    do { return try JSONDecoder().decode(EvaluationResult.self, from: data) } catch let error as DecodingError {
-        throw TrainingError.checkpoint("\(file.path): not a valid test result (\(error.summary))")
+    let bytes = try readFileBytes(path: file.path, limit: EvaluationResult.maximumFileBytes(classCount: classCount),
+                                  format: "a test result written by resnet")
+    do { return try JSONDecoder().decode(EvaluationResult.self, from: Data(bytes)) } catch let error as DecodingError {
+        throw TrainingError.invalidTestResult("\(file.path): not a valid test result (\(error.summary))")
     }
 }
 

@@ -156,8 +156,11 @@ extension RunConfiguration {
 
 extension RunState {
     /// Whether every epoch record's wall seconds are finite and its CPU seconds finite and not
-    /// negative. (A negative wall time is left alone: runs made before it was clamped at zero
-    /// could record one when the clock stepped back, and reports count it as zero.)
+    /// negative, and its accuracies (training, validation, test) fractions in 0...1: reports
+    /// add up the times and average the errors. (A negative wall time is left alone: runs made
+    /// before it was clamped at zero could record one when the clock stepped back, and reports
+    /// count it as zero. A NaN validation or test loss is left alone too: a network can
+    /// produce one in evaluation mode, and no report adds losses up.)
     ///
     /// Kept out of ``validated(totalSteps:stepsPerEpoch:recipe:)`` on purpose: with this loop
     /// inlined there, Swift 6.3.1's release build (-O) used r12, the register that carries a
@@ -167,10 +170,13 @@ extension RunState {
     /// was fine). `scripts/release-robustness.py` caught it; 2-core VM, 2026-12-02. A
     /// non-throwing function of its own saves and restores r12 like any other register.
     @inline(never)
-    var epochTimesAreInRange: Bool {
+    var epochRecordsAreInRange: Bool {
         for record in history {
             guard record.seconds.isFinite else { return false }
             if let cpu = record.cpuSeconds, !(cpu.isFinite && cpu >= 0) { return false }
+            for accuracy in [record.trainAccuracy, record.validationAccuracy ?? 0, record.testAccuracy ?? 0] where !(0...1).contains(accuracy) {
+                return false
+            }
         }
         return true
     }
@@ -187,8 +193,8 @@ extension RunState {
               partialSeconds.isFinite, partialSeconds >= 0, partialCPUSeconds.map({ $0.isFinite && $0 >= 0 }) ?? true else {
             throw bad("the sums of the epoch in progress are out of range")
         }
-        // Reports add these up; NaN or negative times would pass into their totals.
-        guard epochTimesAreInRange else { throw bad("an epoch record with a time out of range") }
+        // Reports add these up; NaN or negative times, or accuracies above 1, would pass into their figures.
+        guard epochRecordsAreInRange else { throw bad("an epoch record with a time or an accuracy out of range") }
         if let best = bestValidationAccuracy { guard best.isFinite, (0...1).contains(best) else { throw bad("best validation accuracy \(best)") } }
         if let bestEpoch { guard bestEpoch >= 0, bestEpoch <= epoch + 1 else { throw bad("best epoch \(bestEpoch)") } }
         guard dropoutState.isEmpty || dropoutState.count == 4 else { throw bad("\(dropoutState.count) dropout generator words (0 or 4)") }

@@ -45,7 +45,7 @@ struct Export: ParsableCommand {
         guard source.path != destination.path else { throw UserError("--out is the model being exported: choose another file") }
         var card = trained.loaded.card
         // A run's test figure belongs to its best checkpoint (train evaluates that one once).
-        if source.lastPathComponent == "best.safetensors", let result = try readTestResult(of: source.deletingLastPathComponent()) {
+        if source.lastPathComponent == "best.safetensors", let result = try readTestResult(of: source.deletingLastPathComponent(), classCount: card.classNames.count) {
             guard result.classNames == card.classNames else {
                 throw UserError("\(source.deletingLastPathComponent().appendingPathComponent("test.json").path): its classes are not the model's: the test result of another run")
             }

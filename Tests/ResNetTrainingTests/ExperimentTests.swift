@@ -335,7 +335,16 @@ struct ExperimentTests {
         #expect(shortcuts.reusableRun(for: shortcuts.runs[0], planned: otherData) == nil)
         let sameData = try shortcuts.configuration(of: shortcuts.runs[0], data: tinyDataset(), dataPath: nil, threads: 1)
         #expect(shortcuts.reusableRun(for: shortcuts.runs[0], planned: sameData) != nil)
-        try FileManager.default.createSymbolicLink(atPath: a.path, withDestinationPath: "../depth/resnet8-seed0")
+        // A damaged test.json in the run to reuse does not make option A train again: the link
+        // is made and the test error measured again through it, to the same result.
+        let depthTest = depthRun.appendingPathComponent("test.json")
+        let measured = try JSONDecoder().decode(EvaluationResult.self, from: Data(contentsOf: depthTest))
+        try Data("{}".utf8).write(to: depthTest)
+        lines = []
+        #expect(try shortcuts.run(data: tinyDataset(), dataPath: nil, threads: 1))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: a.path) == "../depth/resnet8-seed0")
+        #expect(!lines.contains { $0.contains(": starting") } && lines.contains { $0.hasSuffix(": measuring its test error again") })
+        #expect(try readTestResult(of: depthRun, classCount: 3) == measured)
 
         // Other settings (another schedule scale) are not the same run: nothing is reused.
         let other = ExperimentRunner(experiment: .shortcuts, runs: try Experiment.shortcuts.runs(depths: [8], seeds: [0], scheduleScale: 0.07),

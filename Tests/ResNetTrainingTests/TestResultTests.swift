@@ -1,5 +1,6 @@
 import Foundation
 import ResNetData
+import ResNetModels
 @testable import ResNetInference
 @testable import ResNetTraining
 import Testing
@@ -28,21 +29,21 @@ struct TestResultTests {
     @Test func aResultTheEvaluatorWroteReadsBackAsItWas() throws {
         let folder = try Self.folder(holding: JSONEncoder().encode(Self.valid))
         defer { try? FileManager.default.removeItem(at: folder) }
-        #expect(try readTestResult(of: folder) == Self.valid)
+        #expect(try readTestResult(of: folder, classCount: 3) == Self.valid)
         // A result of 1,000 classes, as ImageNet's, is far inside the size bound.
         let k = 1_000
         let matrix = (0..<k).map { t in (0..<k).map { p in p == t ? 40 : (p == (t + 1) % k ? 10 : 0) } }
         let large = EvaluationResult(count: 50 * k, loss: 1.1, top1: 0.8, top5: 0.95, perClass: [Double](repeating: 0.8, count: k),
                                      confusionMatrix: matrix, classNames: (0..<k).map { "class \($0)" })
         let json = try JSONEncoder().encode(large)
-        #expect(json.count < EvaluationResult.maximumFileBytes / 8)
+        #expect(json.count < EvaluationResult.maximumFileBytes(classCount: k) / 8)
         #expect(try JSONDecoder().decode(EvaluationResult.self, from: json) == large)
     }
 
     @Test func aRunWithoutTestJSONHasNoResult() throws {
         let folder = try Self.folder(holding: nil)
         defer { try? FileManager.default.removeItem(at: folder) }
-        #expect(try readTestResult(of: folder) == nil)
+        #expect(try readTestResult(of: folder, classCount: 3) == nil)
     }
 
     @Test(arguments: [
@@ -54,33 +55,70 @@ struct TestResultTests {
         ("count", "31", "the counts add up to 30, not to the 31 images"),
         ("count", "-30", "a count of images must not be negative"),
         ("per_class", "[0.9, 0.8]", "2 accuracies for 3 classes"),
-        ("per_class", "[0.9, 0.8, 7]", "'per_class': an accuracy must be a fraction in 0...1"),
-        ("confusion_matrix", "[[9, 1, 0], [2, 8, 0]]", "the matrix must have 3 rows of 3 counts"),
-        ("confusion_matrix", "[[9, 1, 0], [2, 8], [0, 3, 7, 0]]", "the matrix must have 3 rows of 3 counts"),
+        ("per_class", "[0.9, 0.8, 7]", "class 2's accuracy 7.0 disagrees with its row of the matrix (7 of 10 images)"),
+        ("per_class", "[0.8, 0.9, 0.7]", "class 0's accuracy 0.8 disagrees with its row"),
+        ("confusion_matrix", "[[9, 1, 0], [2, 8, 0]]", "the matrix must be square"),
+        ("confusion_matrix", "[[9, 1, 0], [2, 8], [0, 3, 7, 0]]", "the matrix must be square"),
+        ("confusion_matrix", "[]", "the matrix must be square"),
         ("confusion_matrix", "[[10, 1, -1], [2, 8, 0], [0, 3, 7]]", "a count must not be negative"),
         ("confusion_matrix", "[[9, 1, 0], [2, 8, 0], [0, 3, \(Int.max)]]", "the counts overflow"),
-        ("classes", "[]", "the number of classes must be in 1...1000000, got 0"),
+        ("classes", "[]", "0 class names for a matrix of 3 classes"),
+        ("classes", "[\"a\", \"b\", \"c\", \"d\"]", "4 class names for a matrix of 3 classes"),
         ("top1", "\"0.8\"", "'top1' should be Double"),
     ])
     func aDamagedResultIsRefusedNamingTheFileAndTheField(key: String, value: String, reason: String) throws {
         let folder = try Self.folder(holding: Self.edited(key, value))
         defer { try? FileManager.default.removeItem(at: folder) }
-        let error = try #require(throws: TrainingError.self) { try readTestResult(of: folder) }
+        let error = try #require(throws: TrainingError.self) { try readTestResult(of: folder, classCount: 3) }
+        #expect(error.isInvalidTestResult)
         #expect(error.description.hasPrefix(folder.appendingPathComponent("test.json").path + ": not a valid test result ("))
         #expect(error.description.contains(reason), "\(error.description)")
     }
 
-    @Test func aFileThatIsNotJSONOrTooLargeIsRefused() throws {
-        for bytes in [Data("{\"count\": 30, \"loss\"".utf8), Data(), Data(repeating: 0x20, count: EvaluationResult.maximumFileBytes + 1)] {
+    @Test func aFileThatIsNotJSONIsAnInvalidResult() throws {
+        for bytes in [Data("{\"count\": 30, \"loss\"".utf8), Data(), Data("[]".utf8)] {
             let folder = try Self.folder(holding: bytes)
             defer { try? FileManager.default.removeItem(at: folder) }
-            let error = try #require(throws: TrainingError.self) { try readTestResult(of: folder) }
-            #expect(error.description.hasPrefix(folder.appendingPathComponent("test.json").path + ": "))
+            let error = try #require(throws: TrainingError.self) { try readTestResult(of: folder, classCount: 3) }
+            #expect(error.isInvalidTestResult && error.description.hasPrefix(folder.appendingPathComponent("test.json").path + ": "))
         }
-        // A test.json that is a directory cannot be read.
+    }
+
+    /// Too large, a directory, a FIFO (which must not block), a device: refused before reading.
+    @Test func aFileThatIsTooLargeOrNotARegularFileIsRefusedUnread() throws {
         let folder = try Self.folder(holding: nil)
         defer { try? FileManager.default.removeItem(at: folder) }
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent("test.json"), withIntermediateDirectories: false)
-        #expect(throws: TrainingError.self) { try readTestResult(of: folder) }
+        let file = folder.appendingPathComponent("test.json")
+        try Data(repeating: 0x20, count: EvaluationResult.maximumFileBytes(classCount: 3) + 1).write(to: file)
+        #expect(throws: DataError.self) { try readTestResult(of: folder, classCount: 3) }
+        try FileManager.default.removeItem(at: file)
+        try FileManager.default.createDirectory(at: file, withIntermediateDirectories: false)
+        #expect(throws: DataError.notARegularFile(path: file.path, kind: "a folder")) { try readTestResult(of: folder, classCount: 3) }
+        try FileManager.default.removeItem(at: file)
+        #expect(mkfifo(file.path, 0o644) == 0)
+        #expect(throws: DataError.self) { try readTestResult(of: folder, classCount: 3) }
+        try FileManager.default.removeItem(at: file)
+        try FileManager.default.createSymbolicLink(atPath: file.path, withDestinationPath: "/dev/zero")
+        #expect(throws: DataError.self) { try readTestResult(of: folder, classCount: 3) }
+    }
+
+    @Test func theSizeBoundGrowsWithTheConfusionMatrixUpToAShareOfMemory() {
+        #expect(EvaluationResult.maximumFileBytes(classCount: 10) == 64 << 20)
+        #expect(EvaluationResult.maximumFileBytes(classCount: 1_000) == 64 << 20)
+        #expect(EvaluationResult.maximumFileBytes(classCount: 3_000) == 3_000 * 3_000 * 16 + (1 << 20))
+        #expect(EvaluationResult.maximumFileBytes(classCount: ModelCard.maximumClassCount) == max(64 << 20, DataLimits.memoryBudget / 16))
+    }
+
+    /// What the evaluator writes reads back, also for data with fewer classes than the network
+    /// (a class without images, fewer than 5 classes).
+    @Test func whatTheEvaluatorWritesReadsBack() throws {
+        let model = try ModelDefinition(name: "resnet8").build(classes: 5)
+        let data = tinyDataset(count: 40, classes: 3).split("train")!
+        let evaluator = Evaluator(model: model, imageShape: [3, 8, 8], classCount: 5, batchSize: 16)
+        let result = try evaluator.evaluate(data, normalization: .none)
+        #expect(result.classNames.count == 3 && result.confusionMatrix.count == 5 && result.count == 40)
+        let folder = try Self.folder(holding: JSONEncoder().encode(result))
+        defer { try? FileManager.default.removeItem(at: folder) }
+        #expect(try readTestResult(of: folder, classCount: 5) == result)
     }
 }

@@ -433,11 +433,22 @@ struct ValidationTests {
         for bad in [Double.nan, -2] {
             state.history = [record]
             state.history[0].cpuSeconds = bad
-            #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time out of range"))
+            #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time or an accuracy out of range"))
         }
         state.history = [record]
         state.history[0].seconds = .infinity
-        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time out of range"))
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time or an accuracy out of range"))
+        // Accuracies whose errors reports average are fractions; a NaN evaluation loss is kept.
+        for edit: (inout EpochRecord) -> Void in [{ $0.trainAccuracy = 1.5 }, { $0.validationAccuracy = -0.25 },
+                                                  { $0.testAccuracy = .nan }, { $0.testAccuracy = 7 }] {
+            state.history = [record]
+            edit(&state.history[0])
+            #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) }.contains("a time or an accuracy out of range"))
+        }
+        state.history = [record]
+        state.history[0].validationLoss = .nan
+        state.history[0].testAccuracy = 0.9
+        #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) } == "")
         state.history = [record]
         #expect(message { try state.validated(totalSteps: 100, stepsPerEpoch: 10, recipe: .he2016) } == "")
         let encoded = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
