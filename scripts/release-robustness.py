@@ -727,7 +727,9 @@ class Harness:
         # Campaigns: only --report, which reads the runs folder and trains nothing.
         runs = self.path("campaigns")
         for name in ("depth", "degradation", "shortcuts", "transfer"):
-            add(["experiment", name, "--runs", runs, "--report"])
+            # Nothing has started there: an error, not an empty table (which --publish would copy).
+            add(["experiment", name, "--runs", runs, "--report"], must_fail=True)
+            add(["experiment", name, "--runs", runs, "--report", "--publish", self.path("published")], must_fail=True)
         for extra in (["--depths", "21"], ["--depths", "x,"], ["--depths", ""], ["--depths", "99999999999999999999"],
                       ["--seeds", "-1"], ["--seeds", ","], ["--schedule-scale", "nan"], ["--schedule-scale", "0"],
                       ["--schedule-scale", "inf"], ["--schedule-scale", "1e9"], ["--publish", model], ["--publish", model + "/x"]):

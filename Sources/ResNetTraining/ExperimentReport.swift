@@ -88,6 +88,19 @@ public struct ExperimentReport {
         self.results = results
     }
 
+    /// The report `resnet experiment NAME --report` draws: as ``init(_:)``, but a campaign none
+    /// of whose runs has started is an error. A mistyped `--runs` (or a report asked for before
+    /// the campaign) would otherwise write an empty table, and with `--publish` put it over the
+    /// published one.
+    public static func ofStartedCampaign(_ runner: ExperimentRunner) throws -> ExperimentReport {
+        let report = try ExperimentReport(runner)
+        guard !report.results.isEmpty else {
+            let name = runner.experiment.rawValue, runs = runner.folder.deletingLastPathComponent().path
+            throw TrainingError.invalidOption("no run of the \(name) campaign has started in \(runner.folder.path): start it with `resnet experiment \(name) --runs \(runs) --data CIFAR10`, or pass the --runs folder it ran in")
+        }
+        return report
+    }
+
     /// The paper's orderings as the finished runs show them (``ExperimentFindings``).
     public var findings: [String] {
         ExperimentFindings.sentences(experiment, rows: rows, runs: planned.map { run in

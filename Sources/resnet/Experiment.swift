@@ -48,7 +48,7 @@ struct ExperimentCommand: ParsableCommand {
                                  scheduleScale: scheduleScale)
         let runner = ExperimentRunner(experiment: name, runs: plan, directory: URL(fileURLWithPath: runs))
         runner.log = { say($0) }
-        if report { return try writeReport(runner) }
+        if report { return try writeReport(ExperimentReport.ofStartedCampaign(runner), folder: runner.folder) }
 
         let resolved: LoadedDataset.Resolved
         do {
@@ -83,14 +83,13 @@ struct ExperimentCommand: ParsableCommand {
         let source = stopOnControlC(runner.interruption)
         let finished = try runner.run(data: resolved.dataset, dataPath: resolved.path, threads: threads)
         source.cancel()
-        try writeReport(runner)
+        try writeReport(ExperimentReport(runner), folder: runner.folder)
         if !finished { throw ExitCode(130) }
     }
 
-    private func writeReport(_ runner: ExperimentRunner) throws {
-        let report = try ExperimentReport(runner)
+    private func writeReport(_ report: ExperimentReport, folder: URL) throws {
         print(report.markdown, terminator: "")
-        say("wrote " + (try report.write(into: runner.folder)).map(\.path).joined(separator: ", "))
+        say("wrote " + (try report.write(into: folder)).map(\.path).joined(separator: ", "))
         if let publish { say("copied to " + (try report.write(into: URL(fileURLWithPath: publish))).map(\.path).joined(separator: ", ")) }
     }
 }

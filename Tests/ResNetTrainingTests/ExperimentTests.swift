@@ -365,6 +365,18 @@ struct ExperimentTests {
         #expect(held.reusableRun(for: held.runs[0], planned: same)?.standardizedFileURL == depthRun.standardizedFileURL)
     }
 
+    @Test func theReportOfACampaignThatHasNotStartedIsAnErrorAndWritesNothing() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for experiment in Experiment.allCases {
+            let runner = ExperimentRunner(experiment: experiment, runs: try experiment.runs(depths: nil, seeds: nil, scheduleScale: nil),
+                                          directory: folder)
+            let refusal = try #require(throws: TrainingError.self) { try ExperimentReport.ofStartedCampaign(runner) }
+            #expect(refusal.description.contains("`resnet experiment \(experiment.rawValue) --runs \(folder.path) --data CIFAR10`"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder.path))
+    }
+
     @Test func aLinkToARunStillTrainingReadsAsNotStartedInReportsAndDryRuns() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("experiment-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -390,6 +402,11 @@ struct ExperimentTests {
         #expect(try ExperimentRunStatus.read(a).stage == .partial)
         #expect(try shortcuts.status(of: shortcuts.runs[0]).stage == .notStarted)
         #expect(try ExperimentReport(shortcuts).results.isEmpty)
+        // `--report` of a campaign with nothing started (here only a link to a run in progress)
+        // is an error rather than an empty table; a partial run is something to report.
+        let nothingStarted = try #require(throws: TrainingError.self) { try ExperimentReport.ofStartedCampaign(shortcuts) }
+        #expect(nothingStarted.description.contains("no run of the shortcuts campaign has started in \(shortcuts.folder.path)"))
+        #expect(try ExperimentReport.ofStartedCampaign(depth).results.map(\.status.stage) == [.partial])
         #expect(try ExperimentReport(shortcuts).findings
             == ["resnet8: mean test error so far (0 of 3 runs finished): option A —, option B —, option C —; no verdict until all have finished."])
         // A link to nothing, or to an unreadable run, is not started either; a real folder's
