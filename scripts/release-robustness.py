@@ -724,6 +724,9 @@ class Harness:
             add(["summary", m, "--json"], must_fail=True)
         for c in ("100000000000", "0", "-1", "9223372036854775807", "100001"):
             add(["summary", "resnet20", "--classes=" + c], must_fail=c != "100001")
+        # bench-kernels' --peak divides its rates: refused before anything is measured.
+        for v in ("nan", "inf", "0", "-230"):
+            add(["bench-kernels", "--peak", v], must_fail=True)
         # Campaigns: only --report, which reads the runs folder and trains nothing.
         runs = self.path("campaigns")
         for name in ("depth", "degradation", "shortcuts", "transfer"):
