@@ -2,6 +2,7 @@ import Foundation
 import ResNetData
 import ResNetDistributed
 import ResNetInference
+import ResNetTraining
 import Testing
 
 // Data-parallel training over Open MPI, end to end: the built `resnet` binary under
@@ -71,6 +72,9 @@ func trainArguments(_ directory: String, iterations: Int = 50, extra: [String] =
      "--skip-test", "--precision", "fp32", "--threads", "1", "--run-dir", directory] + extra
 }
 
+/// The ssh client Open MPI's launcher would use, if one is installed.
+let sshClient = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+
 func temporaryRunDirectory() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("resnet-mpi-run-\(UUID().uuidString)").path
 }
@@ -120,7 +124,9 @@ struct DistributedTests {
         #expect(parts.allSatisfy { $0.batchesPerEpoch == whole.batchesPerEpoch && $0.imagesPerBatch == 4 })
         let epoch = whole.epoch(1), pieces = parts.map { $0.epoch(1) }
         defer { epoch.cancel(); pieces.forEach { $0.cancel() } }
+        var batches = 0
         while let batch = epoch.next() {
+            batches += 1
             let images = Array(batch.images), labels = Array(batch.labels)
             var joined: [Float] = [], joinedLabels: [Int32] = []
             for piece in pieces {
@@ -131,6 +137,8 @@ struct DistributedTests {
             #expect(joined == images)
             #expect(joinedLabels == labels)
         }
+        #expect(batches == whole.batchesPerEpoch && batches > 0)
+        #expect(pieces.allSatisfy { $0.next() == nil }, "a shard has batches the whole loader does not")
         #expect(throws: DataOptionError.self) { try BatchLoader(dataset: dataset, batchSize: 16, shuffle: true, dropLast: true, shard: (0, 3)) }
     }
 
@@ -194,7 +202,11 @@ struct DistributedTests {
             usleep(2_500_000)
             kill(pid, SIGINT)
         }
-        #expect([0, 130].contains(interrupted.status), "\(interrupted.errors)")
+        // Stopped mid-run (exit 130, a checkpoint short of the end), or the 2-rank resume below
+        // would find a finished run and the comparison would test nothing.
+        #expect(interrupted.status == 130, "the run was to be interrupted after 2.5 s: \(interrupted.errors)")
+        let stopped = try ExperimentRunStatus.read(URL(fileURLWithPath: resumed))
+        #expect(stopped.stage == .partial && stopped.step > 0 && stopped.step < 50, "\(stopped.stage) at step \(stopped.step)")
         let continued = try run(mpi(2, ["train", "--resume", resumed, "--threads", "1"]))
         #expect(continued.status == 0, "\(continued.errors)")
         let (afterResume, _) = try largestWeightDifference(single + "/last.safetensors", resumed + "/last.safetensors")
@@ -272,11 +284,10 @@ struct DistributedTests {
     }
 
     @Test("A hostfile naming an unreachable host: mpirun's launcher gives up within ssh's connect timeout, with a non-zero exit",
-          .enabled(if: distributedReady, "needs mpirun (apt-get install openmpi-bin) and the built resnet binary"))
+          .enabled(if: distributedReady, "needs mpirun (apt-get install openmpi-bin) and the built resnet binary"),
+          .enabled(if: sshClient != nil, "needs an ssh client, which Open MPI's launcher uses to reach another host"))
     func unreachableHost() throws {
-        guard let ssh = ["/usr/bin/ssh", "/bin/ssh"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("skipped: no ssh client, which Open MPI's launcher needs to reach another host"); return
-        }
+        let ssh = try #require(sshClient)
         let hostfile = FileManager.default.temporaryDirectory.appendingPathComponent("resnet-hostfile-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: hostfile) }
         // 10.255.255.1: a private address that nothing answers (packets are dropped, not refused).

@@ -154,6 +154,7 @@ private func message(_ body: () throws -> Void) -> String {
                                    height: 8, width: 8, classNames: card.classNames)
         _ = try Evaluator(model: model, imageShape: card.input.shape, classCount: 3, batchSize: 6)
             .evaluate(dataset, normalization: card.preprocessing.normalization, onPrediction: { expected[$0] = Array($1) })
+        #expect(probabilities.count == 6 && probabilities.allSatisfy { $0.count == 3 } && expected.allSatisfy { $0.count == 3 })
         for (p, q) in zip(probabilities, expected) {
             for (a, b) in zip(p, q) { #expect(abs(a - b) < 1e-5) }
             #expect(abs(p.reduce(0, +) - 1) < 1e-5)
@@ -223,9 +224,11 @@ private func message(_ body: () throws -> Void) -> String {
         func evaluated() throws -> [[Float]] {
             var p = [[Float]](repeating: [], count: 2)
             _ = try following.evaluate(dataset, normalization: card.preprocessing.normalization, onPrediction: { p[$0] = Array($1) })
+            #expect(p.allSatisfy { $0.count == 3 }, "every image's probabilities")
             return p
         }
         let before = try classifier.probabilities(images)
+        #expect(before.count == 2 && before.allSatisfy { $0.count == 3 })
         let evaluatedBefore = try evaluated()
         for (p, q) in zip(before, evaluatedBefore) { for (a, b) in zip(p, q) { #expect(abs(a - b) < 1e-5) } }
         // Scale the first convolution's weights: the evaluator's answer moves, the classifier's does not.
@@ -261,6 +264,7 @@ private func message(_ body: () throws -> Void) -> String {
                                 classNames: card.classNames)
         _ = try Evaluator(model: model, imageShape: card.input.shape, classCount: 3, whitening: whitening)
             .evaluate(test, normalization: card.preprocessing.normalization, onPrediction: { expected[$0] = Array($1) })
+        #expect(probabilities.count == 3 && probabilities.allSatisfy { $0.count == 3 } && expected.allSatisfy { $0.count == 3 })
         for (p, q) in zip(probabilities, expected) { for (a, b) in zip(p, q) { #expect(abs(a - b) < 1e-5) } }
     }
 

@@ -404,9 +404,8 @@ struct SafeTensorsTests {
         let big = dir.appendingPathComponent("big.safetensors")
         let fd = open(big.path, O_CREAT | O_WRONLY, 0o600)
         defer { if fd >= 0 { close(fd) } }
-        if fd >= 0, ftruncate(fd, off_t(limit + 1)) == 0 {
-            #expect(readMessage(big).contains("\(limit + 1) bytes exceeds the \(limit)-byte limit"))
-        }
+        #expect(fd >= 0 && ftruncate(fd, off_t(limit + 1)) == 0, "could not make a sparse file of \(limit + 1) bytes (errno \(errno))")
+        #expect(readMessage(big).contains("\(limit + 1) bytes exceeds the \(limit)-byte limit"))
         let small = dir.appendingPathComponent("small.safetensors")
         try SafeTensors.write(["a": .init(shape: [2], values: [1.5, -2])], to: small)
         #expect(readMessage(small) == "")

@@ -48,7 +48,8 @@ struct LayerTests {
 
     @Test("train and eval switch the whole tree; dropout is the identity in eval mode")
     func modes() throws {
-        let net = Sequential([Dense(4, 4), Dropout(rate: 0.5)])
+        let dense = Dense(4, 4)
+        let net = Sequential([dense, Dropout(rate: 0.5)])
         net.eval()
         #expect(net.namedChildren.allSatisfy { !$0.1.isTraining })
         let graph = Graph(computesGradients: false)
@@ -60,6 +61,14 @@ struct LayerTests {
         let first = try graph.read(y)
         graph.forward()
         #expect(try graph.read(y) == first, "no random mask in eval mode")
+        // The identity: neither a mask nor the 1/(1-p) scale of training.
+        let alone = Graph(computesGradients: false)
+        let x2 = alone.input([2, 4])
+        let z = try dense(x2)
+        try alone.plan(keep: [z])
+        try alone.setInput(x2, [1, 2, 3, 4, 5, 6, 7, 8])
+        alone.forward()
+        #expect(try alone.read(z) == first)
         net.train()
         #expect(net.namedChildren.allSatisfy { $0.1.isTraining })
     }
@@ -118,12 +127,15 @@ struct LayerTests {
         let net = tinyNet()
         func build() throws {
             let graph = Graph()
-            let x = graph.input([4, 3, 8, 8])
-            let labels = graph.labels(count: 4)
+            let x = graph.input([7, 3, 8, 8])
+            let labels = graph.labels(count: 7)
             try graph.plan(loss: softmaxCrossEntropy(net(x), labels: labels))
         }
+        // A batch size no other test plans, so that the first build must add primitives.
+        let before = PrimitiveCache.shared.count
         try build()
         let count = PrimitiveCache.shared.count
+        #expect(count > before, "the first graph of this shape created no primitive")
         try build()
         #expect(PrimitiveCache.shared.count == count)
     }

@@ -85,6 +85,9 @@ struct OpCheck {
             #expect(error < tolerance, "input gradient relative error \(error)")
             analytic.append(got)
         }
+        // Every parameter is checked: a reference that returns fewer gradients would leave some out.
+        #expect(parameterGradients.count == trainable.count, "the reference gives \(parameterGradients.count) parameter gradients for \(trainable.count) parameters")
+        #expect(!inputNeedsGradient || inputGradient != nil, "the reference gives no input gradient")
         for (p, expectedGradient) in zip(trainable, parameterGradients) {
             let error = relativeError(p.gradients, expectedGradient)
             #expect(error < tolerance, "\(p.shape) parameter gradient relative error \(error)")

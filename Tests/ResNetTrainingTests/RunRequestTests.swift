@@ -143,6 +143,11 @@ struct ProtocolFlagTests {
         let weight = try #require(model.namedParameters().first { $0.0 == "stage1.block1.conv2.weight" }?.1.values)
         let std = (weight.reduce(0) { $0 + Double($1 * $1) } / Double(weight.count)).squareRoot()
         #expect(abs(std - (2.0 / (16 * 9)).squareRoot()) < 0.01)
+        // --zero-init-residual: every block's last batch norm starts with a zero scale, the others at 1.
+        let scales = model.namedParameters().filter { $0.0.hasSuffix(".scale") }
+        let residual = scales.filter { $0.0.hasSuffix(".bn2.scale") }
+        #expect(residual.count == 3 && residual.allSatisfy { $0.1.values.allSatisfy { $0 == 0 } }, "\(residual.map(\.0))")
+        #expect(scales.count > residual.count && scales.filter { !$0.0.hasSuffix(".bn2.scale") }.allSatisfy { $0.1.values.allSatisfy { $0 == 1 } })
         var unknown = request
         unknown.initializer = "lecun"
         #expect(message { try unknown.configuration(data: tinyDataset(), dataset: "folder", dataPath: nil, isSample: false, threads: 1) }

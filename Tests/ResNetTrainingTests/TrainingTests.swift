@@ -134,13 +134,22 @@ struct CheckpointTests {
         var bogus = good
         bogus[9] = 0x7B; bogus[10] = 0x7B
         #expect(message(bogus).contains("x.safetensors"))
-        // Random mutations never crash.
+        // Random mutations never crash, and every refusal is a one-line ModelFileError naming the file.
         var random = DataRandom(seed: 3)
+        var refused = 0
         for _ in 0..<2_000 {
             var m = good
             for _ in 0..<3 { m[Int(random.next() % UInt64(m.count))] = UInt8(truncatingIfNeeded: random.next()) }
-            _ = try? SafeTensors.decode(m.prefix(Int(random.next() % UInt64(m.count + 1))), path: "fuzz")
+            do {
+                _ = try SafeTensors.decode(m.prefix(Int(random.next() % UInt64(m.count + 1))), path: "fuzz")
+            } catch let error as ModelFileError {
+                refused += 1
+                #expect(error.description.hasPrefix("fuzz: ") && !error.description.contains("\n"), "\(error)")
+            } catch {
+                Issue.record("not a ModelFileError: \(error)")
+            }
         }
+        #expect(refused > 1_000, "most mutations (and every truncation) must be refused, \(refused) were")
     }
 }
 
