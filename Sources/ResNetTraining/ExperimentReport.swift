@@ -130,8 +130,9 @@ public struct ExperimentReport {
             let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
             return String(format: "%.2f ± %.2f (%d runs)", mean, std, values.count)
         }
-        /// Wall hours, and CPU hours when every run counted has them: "2.10 (3.95)".
+        /// Wall hours, and CPU hours when every run counted has them: "2.10 (3.95)"; "—" for no run.
         func hours(_ results: [Result]) -> String {
+            guard !results.isEmpty else { return "—" }
             let wall = String(format: "%.2f", results.reduce(0) { $0 + $1.hours })
             guard !results.isEmpty, results.allSatisfy({ $0.cpuHours != nil }) else { return wall }
             return wall + String(format: " (%.2f)", results.reduce(0) { $0 + $1.cpuHours! })

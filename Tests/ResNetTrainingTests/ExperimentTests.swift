@@ -391,6 +391,9 @@ struct ExperimentTests {
         let partial = try ExperimentRunStatus.read(depth.directory(of: depth.runs[0]))
         #expect(partial.stage == .partial && partial.step > 0)
         #expect(try depth.status(of: depth.runs[0]).stage == .partial && ExperimentReport(depth).results.count == 1)
+        // No run of the row finished: no mean and no hours, rather than 0.00.
+        let row = try #require(try ExperimentReport(depth).markdown.split(separator: "\n").first { $0.hasPrefix("| resnet8 |") })
+        #expect(row.hasPrefix("| resnet8 | 0 | — |") && row.hasSuffix("| — |"), "\(row)")
 
         // Option A of the shortcut campaign linked to it (as a link made when that run had
         // finished, before it was restarted, would be): not this campaign's progress.
