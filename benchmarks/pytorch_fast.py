@@ -1,7 +1,9 @@
 """Train ResNet-20 with SwiftResNet's `fast` recipe in PyTorch, on the same CIFAR-10 files.
 
 This is the control experiment for SwiftResNet's accuracy figures: the same network (ResNet-20,
-shortcut B, from compare_pytorch.py, whose parameter count is checked against SwiftResNet's),
+shortcut B, from compare_pytorch.py, by default; --network resnetD and --shortcut A|B|C for the
+other CIFAR ResNets and the paper's three shortcut options, each parameter count checked against
+SwiftResNet's),
 the same images (the canonical binary CIFAR-10 that `resnet` trains on, here built from the
 JPEG re-encodings in ../shared/data) and the same recipe, written with PyTorch's own parts:
 
@@ -42,9 +44,55 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_pytorch import EXPECTED_PARAMS, cifar_resnet, parameter_count  # noqa: E402
+from compare_pytorch import conv_bn, parameter_count  # noqa: E402
 
 RECORD = 1 + 3 * 32 * 32
+
+# SwiftResNet's parameter counts: `resnet summary NAME --shortcut S --json`, total_params
+# (2026-12-03). The PyTorch network must have as many, or the control is of another network.
+SWIFTRESNET_PARAMS = {
+    ("resnet20", "A"): 269_722, ("resnet20", "B"): 272_474, ("resnet20", "C"): 283_962,
+    ("resnet32", "A"): 464_154, ("resnet32", "B"): 466_906, ("resnet32", "C"): 489_594,
+    ("resnet44", "A"): 658_586, ("resnet44", "B"): 661_338, ("resnet44", "C"): 695_226,
+    ("resnet56", "A"): 853_018, ("resnet56", "B"): 855_770, ("resnet56", "C"): 900_858,
+    ("resnet110", "A"): 1_727_962, ("resnet110", "B"): 1_730_714, ("resnet110", "C"): 1_826_202,
+}
+
+
+class Block(nn.Module):
+    """The paper's CIFAR basic block (conv-BN-ReLU-conv-BN, ReLU after the sum) with shortcut
+    option A (identity; where the shape changes, subsample and zero-pad the new channels), B
+    (a 1x1 projection + BN where the shape changes) or C (a 1x1 projection + BN on every block)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int, shortcut: str) -> None:
+        super().__init__()
+        self.conv1 = conv_bn(in_channels, channels, 3, stride)
+        self.conv2 = conv_bn(channels, channels, 3)
+        changes = stride != 1 or in_channels != channels
+        self.projection = conv_bn(in_channels, channels, 1, stride) if shortcut == "C" or (shortcut == "B" and changes) else None
+        self.pad = (channels - in_channels, stride) if shortcut == "A" and changes else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(F.relu(self.conv1(x)))
+        if self.projection is not None:
+            x = self.projection(x)
+        elif self.pad is not None:
+            extra, stride = self.pad
+            x = F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, extra))
+        return F.relu(y + x)
+
+
+def cifar_resnet(depth: int, shortcut: str, classes: int = 10) -> nn.Sequential:
+    """The paper's CIFAR-10 network (section 4.2): 6n+2 layers, 16/32/64 channels."""
+    n = (depth - 2) // 6
+    layers: list[nn.Module] = [conv_bn(3, 16, 3), nn.ReLU()]
+    in_channels = 16
+    for channels, stride in ((16, 1), (32, 2), (64, 2)):
+        for index in range(n):
+            layers.append(Block(in_channels, channels, stride if index == 0 else 1, shortcut))
+            in_channels = channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes)]
+    return nn.Sequential(*layers)
 
 
 def read_batches(directory: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="directory with data_batch_1.bin ... test_batch.bin")
     parser.add_argument("--out", type=Path, required=True, help="directory for metrics.jsonl and result.json")
+    parser.add_argument("--network", default="resnet20", help="resnetD, D = 6n+2 (default resnet20)")
+    parser.add_argument("--shortcut", default="B", choices=("A", "B", "C"), help="the paper's shortcut option (default B)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.2, help="one-cycle peak learning rate")
@@ -136,6 +186,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0 or args.threads < 1:
         parser.error("--epochs, --batch-size, --threads and --lr must be positive")
+    if (args.network, args.shortcut) not in SWIFTRESNET_PARAMS:
+        parser.error(f"--network: one of {', '.join(sorted({name for name, _ in SWIFTRESNET_PARAMS}))}")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -150,9 +202,11 @@ def main() -> None:
     std = torch.tensor(pixels.std(axis=(0, 2, 3)), dtype=torch.float32).view(1, 3, 1, 1)
     del pixels
 
-    model = cifar_resnet(20)
-    if parameter_count(model) != EXPECTED_PARAMS["resnet20"]:
-        sys.exit(f"error: {parameter_count(model)} parameters, SwiftResNet's ResNet-20 has {EXPECTED_PARAMS['resnet20']}")
+    model = cifar_resnet(int(args.network.removeprefix("resnet")), args.shortcut)
+    expected = SWIFTRESNET_PARAMS[(args.network, args.shortcut)]
+    if parameter_count(model) != expected:
+        sys.exit(f"error: {parameter_count(model)} parameters, SwiftResNet's {args.network} with option "
+                 f"{args.shortcut} has {expected}")
     initialize(model)
     model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if args.compile else model
@@ -167,7 +221,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     log = (args.out / "metrics.jsonl").open("w")
-    print(f"torch {torch.__version__}, {args.threads} threads, {len(train_images)} training / "
+    print(f"{args.network}, option {args.shortcut}; torch {torch.__version__}, {args.threads} threads, {len(train_images)} training / "
           f"{len(val_images)} validation images, {total} iterations", flush=True)
     best_accuracy, best_state, best_epoch = -1.0, None, 0
     start = time.time()
@@ -206,7 +260,7 @@ def main() -> None:
     last_test = evaluate(model, test_images, test_labels, mean, std)
     model.load_state_dict(best_state)
     best_test = evaluate(model, test_images, test_labels, mean, std)
-    result = {"torch": torch.__version__, "threads": args.threads, "seed": args.seed, "epochs": args.epochs,
+    result = {"network": args.network, "shortcut": args.shortcut, "torch": torch.__version__, "threads": args.threads, "seed": args.seed, "epochs": args.epochs,
               "best_val_top1": best_accuracy, "best_epoch": best_epoch, "test": best_test,
               "test_last_weights": last_test, "train_minutes": elapsed / 60}
     (args.out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
