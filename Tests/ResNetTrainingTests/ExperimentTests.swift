@@ -219,7 +219,10 @@ struct ExperimentTests {
         #expect(ExperimentFindings.sentences(.depth, rows: [], runs: depth).first?.hasSuffix(
             "held in the means, but resnet32 to resnet44 is within the seeds' spread, so not resolved by these runs.") == true)
         let rising = depth + [outcome("resnet56-seed0", 8.0), outcome("resnet56-seed1", 8.2, seed: 1)]
-        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: rising).first?.hasSuffix("did not hold (resnet44 to resnet56).") == true)
+        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: rising).first?.hasSuffix(
+            "did not hold (resnet44 to resnet56); the rise resnet44 to resnet56 is within the seeds' spread: no gain from that step, not a resolved loss.") == true)
+        let risingFar = depth + [outcome("resnet56-seed0", 9.0), outcome("resnet56-seed1", 9.2, seed: 1)]   // +1.2 against seeds' 0.6
+        #expect(ExperimentFindings.sentences(.depth, rows: [], runs: risingFar).first?.hasSuffix("did not hold (resnet44 to resnet56).") == true)
         let partial = depth + [outcome("resnet56-seed0", 7.0), outcome("resnet56-seed1", nil, seed: 1)]
         #expect(ExperimentFindings.sentences(.depth, rows: [], runs: partial)
             == ["Mean test error by depth so far (7 of 8 runs finished): resnet20 9.20%, resnet32 8.20%, resnet44 7.90%, resnet56 7.00%; no verdict until all have finished."])
