@@ -92,11 +92,27 @@ def conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -
     )
 
 
-def projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    """Shortcut option B: identity, or a strided 1x1 convolution + BN when the shape changes."""
-    if stride == 1 and in_channels == out_channels:
-        return nn.Identity()
-    return conv_bn(in_channels, out_channels, 1, stride)
+class ZeroPadShortcut(nn.Module):
+    """Shortcut option A where the shape changes: subsample, then zero channels after the input's."""
+
+    def __init__(self, extra_channels: int, stride: int) -> None:
+        super().__init__()
+        self.extra_channels, self.stride = extra_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra_channels))
+
+
+def projection(in_channels: int, out_channels: int, stride: int, option: str = "B") -> nn.Module:
+    """The paper's shortcut options (section 3.3): identity where the shape stays, except C, a
+    1x1 convolution + BN on every block; where the shape changes, A subsamples and zero-pads,
+    B and C project (a strided 1x1 convolution + BN)."""
+    changes = stride != 1 or in_channels != out_channels
+    if option == "C" or (option == "B" and changes):
+        return conv_bn(in_channels, out_channels, 1, stride)
+    if option == "A" and changes:
+        return ZeroPadShortcut(out_channels - in_channels, stride)
+    return nn.Identity()
 
 
 class BasicBlock(nn.Module):
@@ -104,11 +120,11 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, channels: int, stride: int, shortcut: str = "B") -> None:
         super().__init__()
         self.conv1 = conv_bn(in_channels, channels, 3, stride)
         self.conv2 = conv_bn(channels, channels, 3)
-        self.shortcut = projection(in_channels, channels, stride)
+        self.shortcut = projection(in_channels, channels, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(F.relu(self.conv1(x)))
@@ -133,26 +149,27 @@ class Bottleneck(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
-def stage(block: type, in_channels: int, channels: int, blocks: int, stride: int) -> nn.Sequential:
+def stage(block: type, in_channels: int, channels: int, blocks: int, stride: int, **options) -> nn.Sequential:
     """`blocks` residual blocks; the first one strides and changes the width."""
     layers = []
     for index in range(blocks):
-        layers.append(block(in_channels, channels, stride if index == 0 else 1))
+        layers.append(block(in_channels, channels, stride if index == 0 else 1, **options))
         in_channels = channels * block.expansion
     return nn.Sequential(*layers)
 
 
-def cifar_resnet(depth: int, classes: int = 10) -> nn.Sequential:
-    """The paper's CIFAR-10 network (section 4.2): 6n+2 layers, 16/32/64 channels."""
+def cifar_resnet(depth: int, classes: int = 10, shortcut: str = "B") -> nn.Sequential:
+    """The paper's CIFAR-10 network (section 4.2): 6n+2 layers, 16/32/64 channels, with
+    shortcut option `shortcut` (B by default, as SwiftResNet's)."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, not {depth}")
     n = (depth - 2) // 6
     return nn.Sequential(
         conv_bn(3, 16, 3),
         nn.ReLU(),
-        stage(BasicBlock, 16, 16, n, 1),
-        stage(BasicBlock, 16, 32, n, 2),
-        stage(BasicBlock, 32, 64, n, 2),
+        stage(BasicBlock, 16, 16, n, 1, shortcut=shortcut),
+        stage(BasicBlock, 16, 32, n, 2, shortcut=shortcut),
+        stage(BasicBlock, 32, 64, n, 2, shortcut=shortcut),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(64, classes),

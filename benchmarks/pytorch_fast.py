@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_pytorch import conv_bn, parameter_count  # noqa: E402
+from compare_pytorch import cifar_resnet, parameter_count  # noqa: E402
 
 RECORD = 1 + 3 * 32 * 32
 
@@ -57,42 +57,6 @@ SWIFTRESNET_PARAMS = {
     ("resnet56", "A"): 853_018, ("resnet56", "B"): 855_770, ("resnet56", "C"): 900_858,
     ("resnet110", "A"): 1_727_962, ("resnet110", "B"): 1_730_714, ("resnet110", "C"): 1_826_202,
 }
-
-
-class Block(nn.Module):
-    """The paper's CIFAR basic block (conv-BN-ReLU-conv-BN, ReLU after the sum) with shortcut
-    option A (identity; where the shape changes, subsample and zero-pad the new channels), B
-    (a 1x1 projection + BN where the shape changes) or C (a 1x1 projection + BN on every block)."""
-
-    def __init__(self, in_channels: int, channels: int, stride: int, shortcut: str) -> None:
-        super().__init__()
-        self.conv1 = conv_bn(in_channels, channels, 3, stride)
-        self.conv2 = conv_bn(channels, channels, 3)
-        changes = stride != 1 or in_channels != channels
-        self.projection = conv_bn(in_channels, channels, 1, stride) if shortcut == "C" or (shortcut == "B" and changes) else None
-        self.pad = (channels - in_channels, stride) if shortcut == "A" and changes else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv2(F.relu(self.conv1(x)))
-        if self.projection is not None:
-            x = self.projection(x)
-        elif self.pad is not None:
-            extra, stride = self.pad
-            x = F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, extra))
-        return F.relu(y + x)
-
-
-def cifar_resnet(depth: int, shortcut: str, classes: int = 10) -> nn.Sequential:
-    """The paper's CIFAR-10 network (section 4.2): 6n+2 layers, 16/32/64 channels."""
-    n = (depth - 2) // 6
-    layers: list[nn.Module] = [conv_bn(3, 16, 3), nn.ReLU()]
-    in_channels = 16
-    for channels, stride in ((16, 1), (32, 2), (64, 2)):
-        for index in range(n):
-            layers.append(Block(in_channels, channels, stride if index == 0 else 1, shortcut))
-            in_channels = channels
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes)]
-    return nn.Sequential(*layers)
 
 
 def read_batches(directory: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +166,7 @@ def main() -> None:
     std = torch.tensor(pixels.std(axis=(0, 2, 3)), dtype=torch.float32).view(1, 3, 1, 1)
     del pixels
 
-    model = cifar_resnet(int(args.network.removeprefix("resnet")), args.shortcut)
+    model = cifar_resnet(int(args.network.removeprefix("resnet")), shortcut=args.shortcut)
     expected = SWIFTRESNET_PARAMS[(args.network, args.shortcut)]
     if parameter_count(model) != expected:
         sys.exit(f"error: {parameter_count(model)} parameters, SwiftResNet's {args.network} with option "
